@@ -1,0 +1,3 @@
+from mockinfura.cli import main
+
+raise SystemExit(main())

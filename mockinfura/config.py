@@ -1,0 +1,539 @@
+"""The configuration file (spec interface.md section 3), validated once into typed objects.
+
+Every problem is collected (not just the first) so that `mockinfura check` can list them all,
+each naming the file, the key and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from mockinfura.networks import CATALOGUE
+
+DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
+OPEN_API_KEY = "0123456789abcdef0123456789abcdef"
+DEMO_JWT_API_KEY = "fedcba9876543210fedcba9876543210"
+API_KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+JWT_KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_JWT_PUBLIC_KEYS = 3  # spec 2.2 [doc]
+MAX_ALLOWLIST_ENTRIES = 30  # spec 2.4 [doc]
+ALLOWLIST_TYPES = ("methods", "addresses", "origins", "user_agents")
+PLANS = ("unlimited", "free", "developer", "team")
+BACKENDS = ("evm", "canned")  # "anvil" and "upstream" come with the chain-backends issue
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # interface.md section 7
+UNITS = {"wei": 1, "gwei": 10**9, "ether": 10**18}
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be served; `problems` has one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    default_network: str = "mainnet"
+    method_not_found_status: int = 200  # infura.md 3 [choice]: 200 (2024) vs 400 (2018)
+    jwt_leeway_seconds: float = 0.0  # infura.md 2.2 [choice]
+    rate_limit_style: str = "current"  # infura.md 5 [choice]: "current" or "legacy"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    control: str = "loopback"  # "loopback" or "open"
+    control_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSettings:
+    mnemonic: str = DEFAULT_MNEMONIC
+    accounts: int = 10
+    balance: int = 10_000 * 10**18
+    block_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    name: str
+    backend: str = "evm"
+    fixtures: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlists:
+    methods: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.methods or self.addresses or self.origins or self.user_agents)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in ALLOWLIST_TYPES if getattr(self, name)}
+
+
+@dataclass(frozen=True, slots=True)
+class JwtPublicKey:
+    name: str
+    id: str
+    fingerprint: str
+    pem: str
+    alg: str  # "RS256" or "ES256", from the key type
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyConfig:
+    key: str
+    label: str = ""
+    secret: str | None = None
+    require_secret: bool = False
+    require_jwt: bool = False
+    secret_overrides_allowlists: bool = False
+    networks: tuple[str, ...] | None = None  # None: every network
+    plan: str = "unlimited"
+    credits_per_second: int = 0
+    credits_per_day: int = 0
+    allowlists: Allowlists = field(default_factory=Allowlists)
+    jwt_public_keys: tuple[JwtPublicKey, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The key as the control plane shows it: the config's shape plus key ids and fingerprints."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "secret": self.secret,
+            "require_secret": self.require_secret,
+            "require_jwt": self.require_jwt,
+            "secret_overrides_allowlists": self.secret_overrides_allowlists,
+            "networks": list(self.networks) if self.networks is not None else None,
+            "plan": self.plan,
+            "credits_per_second": self.credits_per_second,
+            "credits_per_day": self.credits_per_day,
+            "allowlists": self.allowlists.as_dict(),
+            "jwt_public_keys": [
+                {"name": k.name, "id": k.id, "fingerprint": k.fingerprint, "alg": k.alg, "public_key": k.pem}
+                for k in self.jwt_public_keys
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
+    networks: dict[str, NetworkSettings] = field(default_factory=dict)
+    api_keys: dict[str, ApiKeyConfig] = field(default_factory=dict)  # by key string
+    source: str = "<embedded default>"
+
+    def network_settings(self, name: str) -> NetworkSettings:
+        return self.networks.get(name) or NetworkSettings(name=name)
+
+
+class _Reader:
+    """Collects problems while reading one TOML document."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {message}")
+
+    def table(self, value: Any, where: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        self.problem(where, f"expected a table, got {_kind(value)}")
+        return {}
+
+    def known(self, table: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
+        for name in table:
+            if name not in allowed:
+                self.problem(
+                    f"{where}.{name}" if where else name,
+                    f"unknown field (expected one of: {', '.join(allowed)})",
+                )
+
+    def boolean(self, table: dict[str, Any], name: str, where: str, default: bool) -> bool:
+        value = table.get(name, default)
+        if isinstance(value, bool):
+            return value
+        self.problem(f"{where}.{name}", f"expected true or false, got {_kind(value)}")
+        return default
+
+    def string(self, table: dict[str, Any], name: str, where: str, default: Any) -> Any:
+        value = table.get(name, default)
+        if value is None or isinstance(value, str):
+            return value
+        self.problem(f"{where}.{name}", f"expected a string, got {_kind(value)}")
+        return default
+
+    def number(
+        self, table: dict[str, Any], name: str, where: str, default: float, *, integer: bool = False
+    ) -> Any:
+        value = table.get(name, default)
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            self.problem(f"{where}.{name}", f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
+            return default
+        if value < 0:
+            self.problem(f"{where}.{name}", f"must not be negative, got {value}")
+            return default
+        return value
+
+    def string_list(self, table: dict[str, Any], name: str, where: str) -> tuple[str, ...] | None:
+        if name not in table:
+            return None
+        value = table[name]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(f"{where}.{name}", f"expected a list of strings, got {_kind(value)}")
+            return None
+        return tuple(value)
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def parse_balance(value: Any) -> int:
+    """`10000 ether`, `5 gwei`, `123 wei`, `123` or an integer, to wei."""
+    if isinstance(value, bool):
+        raise ValueError("expected an amount such as \"10000 ether\"")
+    if isinstance(value, int):
+        amount, unit = Decimal(value), "wei"
+    elif isinstance(value, str):
+        parts = value.split()
+        if len(parts) == 1:
+            parts.append("wei")
+        if len(parts) != 2 or parts[1].lower() not in UNITS:
+            raise ValueError(f"expected an amount such as \"10000 ether\", got {value!r}")
+        try:
+            amount = Decimal(parts[0])
+        except InvalidOperation:
+            raise ValueError(f"expected an amount such as \"10000 ether\", got {value!r}") from None
+        unit = parts[1].lower()
+    else:
+        raise ValueError(f"expected an amount such as \"10000 ether\", got {_kind(value)}")
+    wei = amount * UNITS[unit]
+    if wei < 0 or wei != int(wei) or wei >= 2**256:
+        raise ValueError(f"not a whole, non-negative number of wei below 2**256: {value!r}")
+    return int(wei)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The config at PATH, or the embedded default for None. Raises ConfigError."""
+    if path is None:
+        return default_config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the config file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: the config file is not UTF-8 text"]) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(document, source=str(path), base_dir=path.parent)
+
+
+def parse_config(document: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    reader = _Reader(source, base_dir or Path.cwd())
+    reader.known(document, "", ("server", "chain", "networks", "api_keys"))
+    server = _read_server(reader, reader.table(document.get("server", {}), "server"))
+    chain = _read_chain(reader, reader.table(document.get("chain", {}), "chain"))
+    networks: dict[str, NetworkSettings] = {}
+    for name, table in reader.table(document.get("networks", {}), "networks").items():
+        settings = _read_network(reader, name, reader.table(table, f"networks.{name}"))
+        if settings is not None:
+            networks[name] = settings
+    api_keys: dict[str, ApiKeyConfig] = {}
+    for label, table in reader.table(document.get("api_keys", {}), "api_keys").items():
+        api_key = read_api_key(reader, label, reader.table(table, f"api_keys.{label}"))
+        if api_key is None:
+            continue
+        if api_key.key in api_keys:
+            reader.problem(f"api_keys.{label}.key", f"{api_key.key} is already used by api_keys.{api_keys[api_key.key].label}")
+            continue
+        api_keys[api_key.key] = api_key
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return Config(server=server, chain=chain, networks=networks, api_keys=api_keys, source=source)
+
+
+def _read_server(reader: _Reader, table: dict[str, Any]) -> ServerSettings:
+    reader.known(table, "server", ServerSettings.__slots__)
+    defaults = ServerSettings()
+    default_network = reader.string(table, "default_network", "server", defaults.default_network)
+    if default_network not in CATALOGUE:
+        reader.problem("server.default_network", f"unknown network {default_network!r}")
+        default_network = defaults.default_network
+    status = reader.number(table, "method_not_found_status", "server", 200, integer=True)
+    if status not in (200, 400):
+        reader.problem("server.method_not_found_status", f"expected 200 or 400, got {status}")
+        status = 200
+    style = reader.string(table, "rate_limit_style", "server", "current")
+    if style not in ("current", "legacy"):
+        reader.problem("server.rate_limit_style", f"expected \"current\" or \"legacy\", got {style!r}")
+        style = "current"
+    control = reader.string(table, "control", "server", "loopback")
+    if control not in ("loopback", "open"):
+        reader.problem("server.control", f"expected \"loopback\" or \"open\", got {control!r}")
+        control = "loopback"
+    max_body = reader.number(table, "max_body_bytes", "server", defaults.max_body_bytes, integer=True)
+    if max_body < 1024:
+        reader.problem("server.max_body_bytes", f"must be at least 1024, got {max_body}")
+        max_body = defaults.max_body_bytes
+    return ServerSettings(
+        default_network=default_network,
+        method_not_found_status=status,
+        jwt_leeway_seconds=float(reader.number(table, "jwt_leeway_seconds", "server", 0.0)),
+        rate_limit_style=style,
+        max_body_bytes=max_body,
+        control=control,
+        control_token=reader.string(table, "control_token", "server", None),
+    )
+
+
+def _read_chain(reader: _Reader, table: dict[str, Any]) -> ChainSettings:
+    reader.known(table, "chain", ("mnemonic", "accounts", "balance", "block_time"))
+    defaults = ChainSettings()
+    mnemonic = reader.string(table, "mnemonic", "chain", defaults.mnemonic)
+    if len(mnemonic.split()) not in (12, 15, 18, 21, 24):
+        reader.problem("chain.mnemonic", "expected a BIP-39 mnemonic of 12 to 24 words")
+        mnemonic = defaults.mnemonic
+    else:
+        try:
+            from eth_account.hdaccount.mnemonic import Mnemonic
+
+            if not Mnemonic("english").is_mnemonic_valid(mnemonic):
+                reader.problem("chain.mnemonic", "not a valid BIP-39 English mnemonic (a word or the checksum is wrong)")
+                mnemonic = defaults.mnemonic
+        except ImportError:  # pragma: no cover - eth-account is a dependency
+            pass
+    accounts = reader.number(table, "accounts", "chain", defaults.accounts, integer=True)
+    if not 1 <= accounts <= 1000:
+        reader.problem("chain.accounts", f"expected 1 to 1000, got {accounts}")
+        accounts = defaults.accounts
+    balance = defaults.balance
+    if "balance" in table:
+        try:
+            balance = parse_balance(table["balance"])
+        except ValueError as exc:
+            reader.problem("chain.balance", str(exc))
+    block_time = reader.number(table, "block_time", "chain", 0.0)
+    if block_time:
+        reader.problem("chain.block_time", "interval mining is not supported yet; use 0 (a block per transaction)")
+        block_time = 0.0
+    return ChainSettings(mnemonic=mnemonic, accounts=accounts, balance=balance, block_time=float(block_time))
+
+
+def _read_network(reader: _Reader, name: str, table: dict[str, Any]) -> NetworkSettings | None:
+    where = f"networks.{name}"
+    if name not in CATALOGUE:
+        reader.problem(where, f"unknown network (known: {', '.join(CATALOGUE)})")
+        return None
+    reader.known(table, where, ("backend", "fixtures"))
+    backend = reader.string(table, "backend", where, "evm")
+    if backend not in BACKENDS:
+        reader.problem(f"{where}.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        backend = "evm"
+    fixtures = reader.string_list(table, "fixtures", where) or ()
+    paths = []
+    for entry in fixtures:
+        path = Path(entry)
+        if not path.is_absolute():
+            path = reader.base_dir / path
+        if not path.exists():
+            reader.problem(f"{where}.fixtures", f"no such file or folder: {path}")
+            continue
+        paths.append(path)
+    if paths:
+        from mockinfura.chains.canned import FixtureError, load_fixtures
+
+        try:
+            load_fixtures(paths, name)
+        except FixtureError as exc:
+            reader.problem(f"{where}.fixtures", str(exc))
+    return NetworkSettings(name=name, backend=backend, fixtures=tuple(paths))
+
+
+API_KEY_FIELDS = (
+    "key", "secret", "require_secret", "require_jwt", "secret_overrides_allowlists", "networks",
+    "plan", "credits_per_second", "credits_per_day", "allowlists", "jwt_public_keys", "label",
+)
+
+
+def read_api_key(reader: _Reader, label: str, table: dict[str, Any]) -> ApiKeyConfig | None:
+    where = f"api_keys.{label}"
+    reader.known(table, where, API_KEY_FIELDS)
+    before = len(reader.problems)
+    key = table.get("key")
+    if not isinstance(key, str) or not API_KEY_PATTERN.match(key):
+        reader.problem(f"{where}.key", f"expected 32 lowercase hex characters, got {key!r}")
+    secret = reader.string(table, "secret", where, None)
+    if secret == "":
+        reader.problem(f"{where}.secret", "must not be empty (leave it out for no secret)")
+    require_secret = reader.boolean(table, "require_secret", where, False)
+    require_jwt = reader.boolean(table, "require_jwt", where, False)
+    if require_secret and not secret:
+        reader.problem(f"{where}.require_secret", "is true but the key has no secret")
+    if require_secret and require_jwt:
+        # infura.md 2.2 [choice]: Basic and Bearer share the one Authorization header.
+        reader.problem(
+            f"{where}.require_jwt",
+            "a key cannot require both a secret and a JWT: both travel in the one Authorization header",
+        )
+    networks = reader.string_list(table, "networks", where)
+    for network in networks or ():
+        if network not in CATALOGUE:
+            reader.problem(f"{where}.networks", f"unknown network {network!r}")
+    plan = reader.string(table, "plan", where, "unlimited")
+    if plan not in PLANS:
+        reader.problem(f"{where}.plan", f"expected one of {', '.join(PLANS)}, got {plan!r}")
+    per_second = reader.number(table, "credits_per_second", where, 0, integer=True)
+    per_day = reader.number(table, "credits_per_day", where, 0, integer=True)
+    if plan != "unlimited" or per_second or per_day:
+        reader.problem(f"{where}.plan", "credit plans and limits are not supported yet; leave plan unlimited and limits 0")
+    allowlists = _read_allowlists(reader, where, reader.table(table.get("allowlists", {}), f"{where}.allowlists"))
+    jwt_keys = _read_jwt_public_keys(reader, where, table.get("jwt_public_keys", []))
+    if require_jwt and not jwt_keys:
+        reader.problem(f"{where}.require_jwt", "is true but the key has no jwt_public_keys to verify tokens with")
+    if len(reader.problems) > before:
+        return None
+    return ApiKeyConfig(
+        key=key,
+        label=str(table.get("label", label)),
+        secret=secret,
+        require_secret=require_secret,
+        require_jwt=require_jwt,
+        secret_overrides_allowlists=reader.boolean(table, "secret_overrides_allowlists", where, False),
+        networks=networks,
+        plan=plan,
+        credits_per_second=per_second,
+        credits_per_day=per_day,
+        allowlists=allowlists,
+        jwt_public_keys=jwt_keys,
+    )
+
+
+def _read_allowlists(reader: _Reader, where: str, table: dict[str, Any]) -> Allowlists:
+    where = f"{where}.allowlists"
+    reader.known(table, where, ALLOWLIST_TYPES)
+    values: dict[str, tuple[str, ...]] = {}
+    for name in ALLOWLIST_TYPES:
+        entries = reader.string_list(table, name, where) or ()
+        if len(entries) > MAX_ALLOWLIST_ENTRIES:
+            reader.problem(f"{where}.{name}", f"at most {MAX_ALLOWLIST_ENTRIES} entries, got {len(entries)}")
+        values[name] = entries
+    from mockinfura.gateway.allowlists import validate_origin_entry
+
+    for entry in values["origins"]:
+        problem = validate_origin_entry(entry)
+        if problem:
+            reader.problem(f"{where}.origins", f"{entry!r}: {problem}")
+    for entry in values["addresses"]:
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", entry):
+            reader.problem(f"{where}.addresses", f"{entry!r}: expected a 0x-prefixed 20-byte hex address")
+    for name in ("methods", "user_agents"):
+        if any(not entry for entry in values[name]):
+            reader.problem(f"{where}.{name}", "entries must not be empty")
+    return Allowlists(
+        methods=values["methods"],
+        addresses=tuple(a.lower() for a in values["addresses"]),
+        origins=values["origins"],
+        user_agents=values["user_agents"],
+    )
+
+
+def _read_jwt_public_keys(reader: _Reader, where: str, value: Any) -> tuple[JwtPublicKey, ...]:
+    from mockinfura.tokens import PublicKeyError, load_public_key
+
+    where = f"{where}.jwt_public_keys"
+    if not isinstance(value, list):
+        reader.problem(where, f"expected an array of tables ([[...jwt_public_keys]]), got {_kind(value)}")
+        return ()
+    if len(value) > MAX_JWT_PUBLIC_KEYS:
+        reader.problem(where, f"at most {MAX_JWT_PUBLIC_KEYS} public keys per API key, got {len(value)}")
+    keys: list[JwtPublicKey] = []
+    for index, entry in enumerate(value):
+        entry_where = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            reader.problem(entry_where, f"expected a table, got {_kind(entry)}")
+            continue
+        reader.known(entry, entry_where, ("name", "public_key", "id"))
+        name = reader.string(entry, "name", entry_where, f"key{index + 1}")
+        source = entry.get("public_key")
+        if not isinstance(source, str) or not source.strip():
+            reader.problem(f"{entry_where}.public_key", "expected a PEM file path or the PEM text")
+            continue
+        if "-----BEGIN" in source:
+            pem, origin = source, "the PEM text"
+        else:
+            path = Path(source)
+            if not path.is_absolute():
+                path = reader.base_dir / path
+            origin = str(path)
+            try:
+                pem = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reader.problem(f"{entry_where}.public_key", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+                continue
+        try:
+            loaded = load_public_key(pem)
+        except PublicKeyError as exc:
+            reader.problem(f"{entry_where}.public_key", f"{origin}: {exc}")
+            continue
+        key_id = entry.get("id", loaded.default_id)
+        if not isinstance(key_id, str) or not JWT_KEY_ID_PATTERN.match(key_id):
+            reader.problem(f"{entry_where}.id", f"expected 32 lowercase hex characters, got {key_id!r}")
+            continue
+        if any(k.id == key_id for k in keys):
+            reader.problem(f"{entry_where}.id", f"{key_id} is used twice on this API key")
+            continue
+        keys.append(JwtPublicKey(name=name, id=key_id, fingerprint=loaded.fingerprint, pem=loaded.pem, alg=loaded.alg))
+    return tuple(keys)
+
+
+def api_key_from_dict(entry: dict[str, Any], *, label: str = "runtime") -> ApiKeyConfig:
+    """An API key given as JSON at run time (control plane), validated as the config's are."""
+    reader = _Reader("request body", Path.cwd())
+    if not isinstance(entry, dict):
+        raise ConfigError(["request body: expected a JSON object"])
+    entry = dict(entry)
+    label = str(entry.pop("label", label))
+    api_key = read_api_key(reader, label, entry)
+    if reader.problems or api_key is None:
+        raise ConfigError(reader.problems)
+    return api_key
+
+
+def default_config() -> Config:
+    """The embedded default: every catalogue network, the open key and the demo JWT key."""
+    from mockinfura.tokens import DEMO_PUBLIC_KEY_PATH, load_public_key
+
+    demo = load_public_key(DEMO_PUBLIC_KEY_PATH.read_text())
+    api_keys = {
+        OPEN_API_KEY: ApiKeyConfig(key=OPEN_API_KEY, label="open"),
+        DEMO_JWT_API_KEY: ApiKeyConfig(
+            key=DEMO_JWT_API_KEY,
+            label="demo-jwt",
+            require_jwt=True,
+            jwt_public_keys=(
+                JwtPublicKey(name="demo", id=demo.default_id, fingerprint=demo.fingerprint, pem=demo.pem, alg=demo.alg),
+            ),
+        ),
+    }
+    return Config(api_keys=api_keys)
+
+
+def with_api_key(config: Config, api_key: ApiKeyConfig) -> Config:
+    return replace(config, api_keys={**config.api_keys, api_key.key: api_key})

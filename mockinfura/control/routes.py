@@ -1,0 +1,203 @@
+"""The control plane, `/_mock/` (spec interface.md section 4): kept off Infura's paths, JSON in and out.
+
+It answers loopback clients only, unless `[server] control = "open"` or the request carries the
+configured `X-Mockinfura-Control-Token`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from mockinfura.config import ConfigError, api_key_from_dict
+from mockinfura.networks import CATALOGUE
+from mockinfura.rpc.envelope import NotJson, dump, error_reply, parse_calls, parse_json, result_reply
+from mockinfura.rpc.errors import INTERNAL_ERROR, RpcError
+from mockinfura.state import MockState
+
+CONTROL_TOKEN_HEADER = "X-Mockinfura-Control-Token"
+
+
+def _state(request: Request) -> MockState:
+    return request.app.state.mock
+
+
+def require_control_access(request: Request) -> None:
+    server = _state(request).config.server
+    if server.control == "open":
+        return
+    token = request.headers.get(CONTROL_TOKEN_HEADER)
+    if server.control_token and token and hmac.compare_digest(token.encode(), server.control_token.encode()):
+        return
+    host = request.client.host if request.client else ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    except ValueError:
+        pass
+    raise HTTPException(403, f"the control plane answers loopback clients only (or send {CONTROL_TOKEN_HEADER})")
+
+
+router = APIRouter(prefix="/_mock", tags=["control plane"], dependencies=[Depends(require_control_access)])
+
+
+@router.get("/health", summary="Ready check")
+async def health(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    return {
+        "status": "ok",
+        "networks": sorted(CATALOGUE),
+        "built": sorted(state.chains.built()),
+        "api_keys": len(state.api_keys),
+    }
+
+
+@router.post(
+    "/rpc/{network}",
+    summary="JSON-RPC with no auth and no credits, plus the test controls",
+    description="Every public method, plus evm_snapshot, evm_revert, evm_mine, evm_increaseTime, "
+    "evm_setNextBlockTimestamp, anvil_/hardhat_ setBalance, setCode, setNonce, setStorageAt, and "
+    "eth_accounts / eth_sendTransaction for the dev accounts. Single call or batch.",
+    response_class=Response,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": ["object", "array"]},
+        "example": {"jsonrpc": "2.0", "id": 1, "method": "evm_snapshot", "params": []},
+    }}}},
+)
+async def control_rpc(network: str, request: Request) -> Response:
+    state = _state(request)
+    if network not in CATALOGUE:
+        raise HTTPException(404, f"unknown network {network!r}")
+    raw = await request.body()
+    try:
+        document = parse_json(raw)
+    except NotJson:
+        return Response(dump({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}),
+                        status_code=400, media_type="application/json")
+    is_batch, calls = parse_calls(document)
+    out = []
+    for call in calls:
+        if call.error is not None:
+            out.append(error_reply(call.reply_id, call.error))
+            continue
+        try:
+            result = await state.chains.call(network, call.method, call.params, owner="_mock", control=True)
+            out.append(result_reply(call.reply_id, result))
+        except RpcError as exc:
+            out.append(error_reply(call.reply_id, exc))
+        except Exception as exc:  # never a 500
+            out.append(error_reply(call.reply_id, RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")))
+    return Response(dump(out if is_batch else out[0]), media_type="application/json")
+
+
+@router.get("/requests", summary="The request journal, newest last")
+async def list_requests(
+    request: Request,
+    key: str | None = Query(None),
+    network: str | None = Query(None),
+    method: str | None = Query(None),
+    limit: int | None = Query(None, ge=0),
+) -> list[dict[str, Any]]:
+    entries = _state(request).journal.entries(key=key, network=network, method=method, limit=limit)
+    return [e.as_dict() for e in entries]
+
+
+@router.delete("/requests", summary="Clear the request journal")
+async def clear_requests(request: Request) -> dict[str, Any]:
+    _state(request).journal.clear()
+    return {"cleared": True}
+
+
+@router.get("/keys", summary="Every API key")
+async def list_keys(request: Request) -> list[dict[str, Any]]:
+    return [k.as_dict() for k in _state(request).api_keys.values()]
+
+
+def _key_from_body(entry: Any, key: str | None = None) -> Any:
+    if not isinstance(entry, dict):
+        raise HTTPException(400, "expected a JSON object shaped like a config [api_keys.<label>] entry")
+    entry = dict(entry)
+    if key is not None:
+        if entry.setdefault("key", key) != key:
+            raise HTTPException(400, f"the body's key {entry['key']!r} differs from the URL's {key!r}")
+    entry.setdefault("key", secrets.token_hex(16))
+    try:
+        return api_key_from_dict(entry)
+    except ConfigError as exc:
+        raise HTTPException(400, {"error": "invalid API key", "problems": exc.problems}) from None
+
+
+@router.post("/keys", summary="Create an API key (a random key when the body names none)", status_code=201)
+async def create_key(request: Request, entry: dict[str, Any] = Body(..., examples=[{"require_jwt": False}])) -> dict[str, Any]:
+    state = _state(request)
+    api_key = _key_from_body(entry)
+    if state.api_key(api_key.key) is not None:
+        raise HTTPException(409, f"API key {api_key.key} exists; PUT /_mock/keys/{api_key.key} replaces it")
+    state.put_api_key(api_key)
+    return api_key.as_dict()
+
+
+@router.get("/keys/{key}", summary="One API key")
+async def get_key(key: str, request: Request) -> dict[str, Any]:
+    api_key = _state(request).api_key(key)
+    if api_key is None:
+        raise HTTPException(404, f"no API key {key}")
+    return api_key.as_dict()
+
+
+@router.put("/keys/{key}", summary="Create or replace an API key")
+async def put_key(key: str, request: Request, entry: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    api_key = _key_from_body(entry, key)
+    _state(request).put_api_key(api_key)
+    return api_key.as_dict()
+
+
+@router.delete("/keys/{key}", summary="Delete an API key")
+async def delete_key(key: str, request: Request) -> dict[str, Any]:
+    if not _state(request).delete_api_key(key):
+        raise HTTPException(404, f"no API key {key}")
+    return {"deleted": key}
+
+
+@router.get("/usage", summary="Credits used per key, per UTC day, per method")
+async def usage(request: Request) -> dict[str, Any]:
+    return {"keys": {}}
+
+
+@router.get("/clock", summary="The server clock (JWT exp/nbf, credit days)")
+async def get_clock(request: Request) -> dict[str, Any]:
+    return _state(request).clock.as_dict()
+
+
+@router.post("/clock", summary='Move the clock: {"advance": s} or {"set": unix} or {"reset": true}')
+async def move_clock(request: Request, change: dict[str, Any] = Body(..., examples=[{"advance": 3600}])) -> dict[str, Any]:
+    clock = _state(request).clock
+    if len(change) != 1:
+        raise HTTPException(400, 'expected exactly one of {"advance": seconds}, {"set": unix_time}, {"reset": true}')
+    (action, value), = change.items()
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e12
+    if action == "advance" and numeric:
+        clock.advance(float(value))
+    elif action == "set" and numeric and value >= 0:
+        clock.set(float(value))
+    elif action == "reset" and value is True:
+        clock.reset()
+    else:
+        raise HTTPException(400, 'expected {"advance": seconds}, {"set": unix_time >= 0} or {"reset": true}')
+    return clock.as_dict()
+
+
+@router.post("/reset", summary="Every chain back to genesis; journal and usage cleared; keys kept")
+async def reset(request: Request) -> dict[str, Any]:
+    await _state(request).reset()
+    return {"reset": True}
+
+
+async def http_exception_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
+    return JSONResponse(detail, status_code=exc.status_code)

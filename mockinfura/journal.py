@@ -1,0 +1,60 @@
+"""The request journal: every Infura-facing request, with its auth decision, reason, status and credits."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+JOURNAL_MAX_ENTRIES = 10_000  # [choice] the oldest entries go first past this
+
+
+@dataclass(slots=True)
+class JournalEntry:
+    time: str
+    network: str | None
+    key: str | None
+    methods: list[str]
+    client: str | None
+    user_agent: str | None
+    origin: str | None
+    decision: str  # "allowed" or "refused"
+    reason: str
+    status: int
+    credits: int = 0
+    transport: str = "http"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Journal:
+    def __init__(self, max_entries: int = JOURNAL_MAX_ENTRIES) -> None:
+        self._entries: deque[JournalEntry] = deque(maxlen=max_entries)
+
+    def record(self, entry: JournalEntry) -> None:
+        self._entries.append(entry)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def entries(
+        self, *, key: str | None = None, network: str | None = None, method: str | None = None, limit: int | None = None
+    ) -> list[JournalEntry]:
+        selected = [
+            e for e in self._entries
+            if (key is None or e.key == key)
+            and (network is None or e.network == network)
+            and (method is None or method in e.methods)
+        ]
+        if limit is not None:
+            selected = selected[-limit:] if limit > 0 else []
+        return selected
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def iso_time(unix: float) -> str:
+    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,70 @@
+"""Running the app under uvicorn on a socket we bind ourselves (so port 0 reports its real port)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from typing import Any, Callable, Iterator
+
+
+class BindError(OSError):
+    pass
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(app: Any, *, log_level: str = "warning") -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # The CLI installs its own handlers (so that SIGTERM ends in exit 0, not a re-raised signal);
+            # a server in a thread must not touch signals at all.
+            yield
+
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=3,
+        ws_max_size=8 * 1024 * 1024,
+    )
+    return Server(config)
+
+
+def prewarm_chain_imports() -> None:
+    """Import py-evm in the background once listening, so the first call to a chain is quicker."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            import eth_tester.backends.pyevm.main  # noqa: F401
+
+    threading.Thread(target=run, name="prewarm", daemon=True).start()
+
+
+async def serve(app: Any, sock: socket.socket, on_ready: Callable[[], None], stop: asyncio.Event) -> None:
+    server = make_server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            await task
+            return
+        await asyncio.sleep(0.005)
+    on_ready()
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+    stop_wait.cancel()
