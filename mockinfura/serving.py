@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import socket
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class BindError(OSError):
@@ -48,8 +49,10 @@ def prewarm_chain_imports() -> None:
     """Import py-evm in the background once listening, so the first call to a chain is quicker."""
 
     def run() -> None:
+        from mockinfura.chains import import_pyevm
+
         with contextlib.suppress(Exception):
-            import eth_tester.backends.pyevm.main  # noqa: F401
+            import_pyevm()
 
     threading.Thread(target=run, name="prewarm", daemon=True).start()
 

@@ -45,13 +45,25 @@ def _reject_constant(name: str) -> Any:
 def parse_json(body: bytes) -> Any:
     """orjson first (fast); the standard library for what orjson refuses but JSON allows (ints over 64 bits)."""
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    else:
+        if not _has_float_id(document):
+            return document
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise NotJson(str(exc)) from None
+
+
+def _has_float_id(document: Any) -> bool:
+    """orjson reads an integer over 64 bits as a float; an id must come back exactly as sent."""
+    if isinstance(document, dict):
+        return isinstance(document.get("id"), float)
+    if isinstance(document, list):
+        return any(isinstance(item, dict) and isinstance(item.get("id"), float) for item in document)
+    return False
 
 
 def parse_calls(document: Any) -> tuple[bool, list[Call]]:
