@@ -53,7 +53,10 @@ class ChainSettings:
     mnemonic: str = DEFAULT_MNEMONIC
     accounts: int = 10
     balance: int = 10_000 * 10**18
-    block_time: float = 0.0
+    block_time: float = 0.0  # 0: a block per transaction only; N: also a block every N seconds (interval mining)
+
+
+MIN_BLOCK_TIME_SECONDS = 0.01  # a smaller interval would only keep the chain threads busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,34 @@ def _kind(value: Any) -> str:
     )
 
 
+def mnemonic_problem(mnemonic: str) -> str | None:
+    """Why MNEMONIC is not a valid BIP-39 English mnemonic, or None.
+
+    Checked here from eth-account's word list, without importing eth-account (slow to import).
+    """
+    import hashlib
+    import importlib.util
+
+    words = mnemonic.split()
+    if len(words) not in (12, 15, 18, 21, 24):
+        return f"expected a BIP-39 mnemonic of 12, 15, 18, 21 or 24 words, got {len(words)}"
+    spec = importlib.util.find_spec("eth_account")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    wordlist = Path(spec.submodule_search_locations[0]) / "hdaccount" / "wordlist" / "english.txt"
+    index = {word: i for i, word in enumerate(wordlist.read_text().split())}
+    unknown = [w for w in words if w not in index]
+    if unknown:
+        return f"{unknown[0]!r} is not a BIP-39 English word"
+    bits = "".join(format(index[w], "011b") for w in words)
+    checksum_bits = len(bits) // 33
+    entropy = int(bits[:-checksum_bits], 2).to_bytes((len(bits) - checksum_bits) // 8, "big")
+    expected = format(hashlib.sha256(entropy).digest()[0], "08b")[:checksum_bits]
+    if bits[-checksum_bits:] != expected:
+        return "the mnemonic's checksum is wrong (a word is mistyped or out of order)"
+    return None
+
+
 def parse_balance(value: Any) -> int:
     """`10000 ether`, `5 gwei`, `123 wei`, `123` or an integer, to wei."""
     if isinstance(value, bool):
@@ -266,6 +297,8 @@ def parse_config(document: dict[str, Any], *, source: str = "<config>", base_dir
         api_keys[api_key.key] = api_key
     if reader.problems:
         raise ConfigError(reader.problems)
+    if "api_keys" not in document:  # [choice] a config that names no keys serves the embedded default's keys
+        api_keys = dict(default_config().api_keys)
     return Config(server=server, chain=chain, networks=networks, api_keys=api_keys, source=source)
 
 
@@ -307,18 +340,10 @@ def _read_chain(reader: _Reader, table: dict[str, Any]) -> ChainSettings:
     reader.known(table, "chain", ("mnemonic", "accounts", "balance", "block_time"))
     defaults = ChainSettings()
     mnemonic = reader.string(table, "mnemonic", "chain", defaults.mnemonic)
-    if len(mnemonic.split()) not in (12, 15, 18, 21, 24):
-        reader.problem("chain.mnemonic", "expected a BIP-39 mnemonic of 12 to 24 words")
+    problem = mnemonic_problem(mnemonic)
+    if problem:
+        reader.problem("chain.mnemonic", problem)
         mnemonic = defaults.mnemonic
-    else:
-        try:
-            from eth_account.hdaccount.mnemonic import Mnemonic
-
-            if not Mnemonic("english").is_mnemonic_valid(mnemonic):
-                reader.problem("chain.mnemonic", "not a valid BIP-39 English mnemonic (a word or the checksum is wrong)")
-                mnemonic = defaults.mnemonic
-        except ImportError:  # pragma: no cover - eth-account is a dependency
-            pass
     accounts = reader.number(table, "accounts", "chain", defaults.accounts, integer=True)
     if not 1 <= accounts <= 1000:
         reader.problem("chain.accounts", f"expected 1 to 1000, got {accounts}")
@@ -330,8 +355,9 @@ def _read_chain(reader: _Reader, table: dict[str, Any]) -> ChainSettings:
         except ValueError as exc:
             reader.problem("chain.balance", str(exc))
     block_time = reader.number(table, "block_time", "chain", 0.0)
-    if block_time:
-        reader.problem("chain.block_time", "interval mining is not supported yet; use 0 (a block per transaction)")
+    if 0 < block_time < MIN_BLOCK_TIME_SECONDS:
+        reader.problem("chain.block_time", f"expected 0 (no interval mining) or at least {MIN_BLOCK_TIME_SECONDS}"
+                       f" seconds, got {block_time}")
         block_time = 0.0
     return ChainSettings(mnemonic=mnemonic, accounts=accounts, balance=balance, block_time=float(block_time))
 
@@ -401,8 +427,6 @@ def read_api_key(reader: _Reader, label: str, table: dict[str, Any]) -> ApiKeyCo
         reader.problem(f"{where}.plan", f"expected one of {', '.join(PLANS)}, got {plan!r}")
     per_second = reader.number(table, "credits_per_second", where, 0, integer=True)
     per_day = reader.number(table, "credits_per_day", where, 0, integer=True)
-    if plan != "unlimited" or per_second or per_day:
-        reader.problem(f"{where}.plan", "credit plans and limits are not supported yet; leave plan unlimited and limits 0")
     allowlists = _read_allowlists(reader, where, reader.table(table.get("allowlists", {}), f"{where}.allowlists"))
     jwt_keys = _read_jwt_public_keys(reader, where, table.get("jwt_public_keys", []))
     if require_jwt and not jwt_keys:

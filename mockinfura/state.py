@@ -6,6 +6,7 @@ from mockinfura.chains.registry import ChainRegistry
 from mockinfura.clock import Clock
 from mockinfura.config import ApiKeyConfig, Config
 from mockinfura.gateway.jwt import JwtVerifier
+from mockinfura.gateway.metering import Meter
 from mockinfura.journal import Journal
 
 
@@ -17,6 +18,7 @@ class MockState:
         self.chains = ChainRegistry(config, self.clock.now)
         self.verifier = JwtVerifier()
         self.journal = Journal()
+        self.meter = Meter()
 
     def api_key(self, key: str | None) -> ApiKeyConfig | None:
         return self.api_keys.get(key) if key else None
@@ -30,6 +32,7 @@ class MockState:
         return self.api_keys.pop(key, None) is not None
 
     async def reset(self) -> None:
-        """Every chain back to genesis; journal cleared; keys and clock kept."""
+        """Every chain back to genesis; journal and usage cleared; keys and clock kept."""
         await self.chains.reset()
         self.journal.clear()
+        self.meter.clear()

@@ -9,15 +9,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from mockinfura.config import ConfigError, api_key_from_dict
 from mockinfura.networks import CATALOGUE
-from mockinfura.rpc.envelope import NotJson, dump, error_reply, parse_calls, parse_json, result_reply
-from mockinfura.rpc.errors import INTERNAL_ERROR, RpcError
+from mockinfura.rpc.envelope import Call, NotJson, dump, error_reply, parse_calls, parse_json, result_reply
+from mockinfura.rpc.errors import INTERNAL_ERROR, INVALID_REQUEST, RpcError
 from mockinfura.state import MockState
 
 CONTROL_TOKEN_HEADER = "X-Mockinfura-Control-Token"
@@ -54,6 +54,7 @@ async def health(request: Request) -> dict[str, Any]:
         "networks": sorted(CATALOGUE),
         "built": sorted(state.chains.built()),
         "api_keys": len(state.api_keys),
+        "websocket": request.app.state.websockets.counts(),  # {"connections": n, "subscriptions": m}
     }
 
 
@@ -80,30 +81,51 @@ async def control_rpc(network: str, request: Request) -> Response:
         return Response(dump({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}),
                         status_code=400, media_type="application/json")
     is_batch, calls = parse_calls(document)
+    if is_batch and not calls:  # JSON-RPC 2.0: an empty batch is one Invalid Request error, not []
+        return Response(dump(error_reply(None, RpcError(INVALID_REQUEST, "empty batch"))), media_type="application/json")
     out = []
     for call in calls:
-        if call.error is not None:
-            out.append(error_reply(call.reply_id, call.error))
-            continue
-        try:
-            result = await state.chains.call(network, call.method, call.params, owner="_mock", control=True)
-            out.append(result_reply(call.reply_id, result))
-        except RpcError as exc:
-            out.append(error_reply(call.reply_id, exc))
-        except Exception as exc:  # never a 500
-            out.append(error_reply(call.reply_id, RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")))
+        reply = await _control_reply(state, network, call)
+        if call.wants_reply or not is_batch:  # a batch's notifications get no reply
+            out.append(reply)
     return Response(dump(out if is_batch else out[0]), media_type="application/json")
 
 
-@router.get("/requests", summary="The request journal, newest last")
+async def _control_reply(state: MockState, network: str, call: Call) -> dict[str, Any]:
+    if call.error is not None:
+        return error_reply(call.reply_id, call.error)
+    try:
+        result = await state.chains.call(network, call.method, call.params, owner="_mock", control=True)
+    except RpcError as exc:
+        return error_reply(call.reply_id, exc)
+    except Exception as exc:  # never a 500
+        return error_reply(call.reply_id, RpcError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}"))
+    return result_reply(call.reply_id, result)
+
+
+JOURNAL_ENTRY_EXAMPLE = {
+    "time": "2025-01-01T12:00:00.000Z", "network": "sepolia", "key": "0123456789abcdef0123456789abcdef",
+    "methods": ["eth_blockNumber"], "client": "127.0.0.1:53412", "user_agent": "web3.py/7.0.0", "origin": None,
+    "decision": "refused", "reason": "jwt expired", "status": 401, "credits": 0, "transport": "http",
+}
+
+
+@router.get(
+    "/requests",
+    summary="The request journal, newest last",
+    description="Every Infura-facing request: time (server clock), network, key, methods, client, User-Agent, "
+    "Origin, the auth decision (allowed or refused) and its reason, HTTP status, credits charged.",
+    responses={200: {"content": {"application/json": {"example": [JOURNAL_ENTRY_EXAMPLE]}}}},
+)
 async def list_requests(
     request: Request,
-    key: str | None = Query(None),
-    network: str | None = Query(None),
-    method: str | None = Query(None),
-    limit: int | None = Query(None, ge=0),
+    key: str | None = Query(None, description="only this API key's requests"),
+    network: str | None = Query(None, description="only this network's requests"),
+    method: str | None = Query(None, description="only requests with a call to this method"),
+    decision: Literal["allowed", "refused"] | None = Query(None, description="only allowed or only refused ones"),
+    limit: int | None = Query(None, ge=0, description="only the newest N (after the other filters)"),
 ) -> list[dict[str, Any]]:
-    entries = _state(request).journal.entries(key=key, network=network, method=method, limit=limit)
+    entries = _state(request).journal.entries(key=key, network=network, method=method, decision=decision, limit=limit)
     return [e.as_dict() for e in entries]
 
 
@@ -150,10 +172,13 @@ async def get_key(key: str, request: Request) -> dict[str, Any]:
     return api_key.as_dict()
 
 
-@router.put("/keys/{key}", summary="Create or replace an API key")
-async def put_key(key: str, request: Request, entry: dict[str, Any] = Body(...)) -> dict[str, Any]:
+@router.put("/keys/{key}", summary="Create (201) or replace (200) an API key")
+async def put_key(key: str, request: Request, response: Response, entry: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    state = _state(request)
     api_key = _key_from_body(entry, key)
-    _state(request).put_api_key(api_key)
+    if state.api_key(key) is None:
+        response.status_code = 201
+    state.put_api_key(api_key)
     return api_key.as_dict()
 
 
@@ -166,15 +191,22 @@ async def delete_key(key: str, request: Request) -> dict[str, Any]:
 
 @router.get("/usage", summary="Credits used per key, per UTC day, per method")
 async def usage(request: Request) -> dict[str, Any]:
-    return {"keys": {}}
+    return _state(request).meter.report()
 
 
-@router.get("/clock", summary="The server clock (JWT exp/nbf, credit days)")
+CLOCK_EXAMPLE = {"now": 1735732800.0, "iso": "2025-01-01T12:00:00+00:00", "offset": 3600.0}
+
+
+@router.get("/clock", summary="The server clock (JWT exp/nbf, credit days)",
+            responses={200: {"content": {"application/json": {"example": CLOCK_EXAMPLE}}}})
 async def get_clock(request: Request) -> dict[str, Any]:
     return _state(request).clock.as_dict()
 
 
-@router.post("/clock", summary='Move the clock: {"advance": s} or {"set": unix} or {"reset": true}')
+@router.post("/clock", summary='Move the clock: {"advance": s} or {"set": unix} or {"reset": true}',
+             description="Moves only the mock's clock (JWT exp/nbf/iat checks, credit days), never the host's. "
+             "Replies with the clock after the change.",
+             responses={200: {"content": {"application/json": {"example": CLOCK_EXAMPLE}}}})
 async def move_clock(request: Request, change: dict[str, Any] = Body(..., examples=[{"advance": 3600}])) -> dict[str, Any]:
     clock = _state(request).clock
     if len(change) != 1:

@@ -96,3 +96,41 @@ def body_too_large(limit: int) -> Refusal:
 
 def method_not_found_message(method: str) -> str:
     return f"The method {method} does not exist/is not available"
+
+
+# infura.md 5: the replies to a key over its credit limits. 402 and 429 cost no credits.
+RATE_LIMIT_REPLIES = {
+    # kind: (HTTP status, event, message, details)
+    "plan_daily": (402, -33000, "Payment Required",
+                   "You have reached your daily credit limit. To continue making requests, upgrade your plan or "
+                   "purchase additional credits"),
+    "plan_throughput": (429, -33200, "Too Many Requests",
+                        "You have surpassed your allowed throughput limit. Reduce the amount of requests per second or "
+                        "upgrade for more capacity."),
+    "key_throughput": (429, -33300, "Too Many Requests",
+                       "You have surpassed your user-defined key throughput limit setting. To make more requests with "
+                       "this key, review key setting configurations."),
+    # [choice] status 429 and these details: nothing public quotes this reply
+    "key_daily": (429, -33400, "Too Many Requests",
+                  "You have surpassed your user-defined key daily credit limit setting. To make more requests with "
+                  "this key, review key setting configurations."),
+}
+LEGACY_RATE_LIMIT_STATUS = 429
+LEGACY_RATE_LIMIT_SEE = "https://infura.io/docs/ethereum/json-rpc/ratelimits"
+
+
+def rate_limited(kind: str, call_id: object, *, style: str = "current", limit: int = 0, used: float = 0) -> Refusal:
+    """Infura's 402/429 with the caller's id; `legacy` is the older -32005 shape ([choice] a setting)."""
+    import json
+
+    if style == "legacy":
+        error = {"code": -32005, "message": "project ID request rate exceeded",
+                 "data": {"rate": {"allowed_rps": limit, "backoff_seconds": 0, "current_rps": round(float(used), 1)},
+                          "see": LEGACY_RATE_LIMIT_SEE}}
+        status = LEGACY_RATE_LIMIT_STATUS
+    else:
+        status, event, message, details = RATE_LIMIT_REPLIES[kind]
+        error = {"code": status, "event": event, "message": message, "details": details}
+    body = json.dumps({"jsonrpc": "2.0", "id": call_id, "error": error}, separators=(",", ":")).encode()
+    return Refusal(status, body, f"{kind.replace('_', ' ')} limit {limit} reached", content_type=APPLICATION_JSON,
+                   rpc_code=error["code"], rpc_message=error["message"])

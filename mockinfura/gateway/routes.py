@@ -25,6 +25,9 @@ from mockinfura.state import MockState
 
 log = logging.getLogger("mockinfura")
 JSON_HEADERS = {"content-type": "application/json"}
+FREE_STATUSES = (402, 429)  # infura.md 5: 402, 429 and 5xx replies cost nothing
+REFUSED_USAGE_NAME = "(refused)"  # [choice] the usage report's name for 4xx refusals' 5 credits
+INVALID_USAGE_NAME = "(invalid request)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,7 @@ class InfuraEndpoint:
 
     def _journal(
         self, request: Request, network: str | None, key: str | None, methods: list[str], decision: str,
-        reason: str, status: int,
+        reason: str, status: int, credits: int = 0,
     ) -> None:
         headers = request.headers
         client = request.client
@@ -111,11 +114,17 @@ class InfuraEndpoint:
             decision=decision,
             reason=reason,
             status=status,
+            credits=credits,
         ))
 
     def _refuse(self, request: Request, refusal: Refusal, network: str | None, key: str | None,
                 methods: list[str]) -> Response:
-        self._journal(request, network, key, methods, "refused", refusal.reason, refusal.status)
+        credits = 0
+        if 400 <= refusal.status < 500 and refusal.status not in FREE_STATUSES and self.state.api_key(key):
+            # infura.md 5 [choice]: a 4xx refusal charges the key it names, if that key exists
+            meter = self.state.meter
+            credits = meter.settle(key, 0, [(REFUSED_USAGE_NAME, meter.table.client_error)], self.state.clock.now())
+        self._journal(request, network, key, methods, "refused", refusal.reason, refusal.status, credits)
         return refusal_response(refusal)
 
     async def __call__(self, request: Request) -> Response:
@@ -156,8 +165,20 @@ class InfuraEndpoint:
                 refusal = decision.call_refusal(call.method, call.params)
                 if refusal is not None:
                     return self._refuse(request, refusal, target.network, target.key, methods)
+        meter = state.meter
+        charges = [(c.method or INVALID_USAGE_NAME, meter.table.cost(c.method or "", target.network)) for c in calls]
+        reserved = sum(credits for _, credits in charges)
+        hit = meter.admit(decision.api_key, reserved, state.clock.now())
+        if hit is not None:
+            first_id = calls[0].reply_id if calls else None
+            refusal = replies.rate_limited(hit.kind, first_id, style=server.rate_limit_style, limit=hit.limit,
+                                           used=hit.used)
+            return self._refuse(request, refusal, target.network, target.key, methods)
         status, payload = await self.answer(target.network, decision, is_batch, calls)
-        self._journal(request, target.network, target.key, methods, "allowed", decision.reason, status)
+        if status >= 400:  # a 4xx reply (a -32601 configured as 400) costs 5, not the calls' price
+            charges = [(REFUSED_USAGE_NAME, meter.table.client_error)]
+        credits = meter.settle(target.key, reserved, charges, state.clock.now())
+        self._journal(request, target.network, target.key, methods, "allowed", decision.reason, status, credits)
         return Response(payload, status_code=status, headers=JSON_HEADERS)
 
     async def answer(self, network: str, grant: Grant, is_batch: bool, calls: list[Call]) -> tuple[int, bytes]:
