@@ -46,6 +46,15 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     control: str = "loopback"  # "loopback" or "open"
     control_token: str | None = None
+    # Limits that protect the process (each a setting; the defaults are generous for test suites).
+    max_batch_size: int = 1000  # calls in one batch; more is refused whole (-32005)
+    max_connections: int = 1000  # concurrent HTTP/WebSocket connections; more get 503
+    ws_max_message_bytes: int = DEFAULT_MAX_BODY_BYTES  # a larger WebSocket message closes the socket (1009)
+    keep_alive_seconds: float = 5.0  # an idle keep-alive connection is closed after this
+
+
+LIMIT_MINIMUMS = {"max_body_bytes": 1024, "max_batch_size": 1, "max_connections": 8, "ws_max_message_bytes": 1024,
+                  "keep_alive_seconds": 0.1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,18 +330,22 @@ def _read_server(reader: _Reader, table: dict[str, Any]) -> ServerSettings:
     if control not in ("loopback", "open"):
         reader.problem("server.control", f"expected \"loopback\" or \"open\", got {control!r}")
         control = "loopback"
-    max_body = reader.number(table, "max_body_bytes", "server", defaults.max_body_bytes, integer=True)
-    if max_body < 1024:
-        reader.problem("server.max_body_bytes", f"must be at least 1024, got {max_body}")
-        max_body = defaults.max_body_bytes
+    limits: dict[str, Any] = {}
+    for name, minimum in LIMIT_MINIMUMS.items():
+        default = getattr(defaults, name)
+        value = reader.number(table, name, "server", default, integer=isinstance(default, int))
+        if value < minimum:
+            reader.problem(f"server.{name}", f"must be at least {minimum}, got {value}")
+            value = default
+        limits[name] = value
     return ServerSettings(
         default_network=default_network,
         method_not_found_status=status,
         jwt_leeway_seconds=float(reader.number(table, "jwt_leeway_seconds", "server", 0.0)),
         rate_limit_style=style,
-        max_body_bytes=max_body,
         control=control,
         control_token=reader.string(table, "control_token", "server", None),
+        **limits,
     )
 
 

@@ -38,9 +38,15 @@ def make_server(app: Any, *, log_level: str = "warning") -> Any:
             # a server in a thread must not touch signals at all.
             yield
 
+    from mockinfura.config import ServerSettings
+
+    state = getattr(app, "state", None)
+    settings = state.config.server if state is not None and hasattr(state, "config") else ServerSettings()
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=3,
-        ws_max_size=8 * 1024 * 1024,
+        ws_max_size=settings.ws_max_message_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return Server(config)
 

@@ -8,8 +8,8 @@ import time
 
 import httpx
 import pytest
-from web3 import Web3
 from requests.exceptions import HTTPError
+from web3 import Web3
 
 from mockinfura.config import ApiKeyConfig
 from mockinfura.gateway.metering import CreditTable, Meter, utc_day
@@ -243,7 +243,7 @@ def test_web3_meets_a_429(client, server):
     client.delete("/_mock/requests")
     w3 = Web3(Web3.HTTPProvider(f"{server.base_url}/v3/{KEY_PER_DAY}", exception_retry_configuration=None))
     with pytest.raises(HTTPError, match="429"):
-        w3.eth.block_number
+        _ = w3.eth.block_number
     journal = client.get("/_mock/requests").json()
     assert [(e["status"], e["credits"]) for e in journal] == [(429, 0)]
 

@@ -134,3 +134,13 @@ def rate_limited(kind: str, call_id: object, *, style: str = "current", limit: i
     body = json.dumps({"jsonrpc": "2.0", "id": call_id, "error": error}, separators=(",", ":")).encode()
     return Refusal(status, body, f"{kind.replace('_', ' ')} limit {limit} reached", content_type=APPLICATION_JSON,
                    rpc_code=error["code"], rpc_message=error["message"])
+
+
+BATCH_TOO_LARGE_STATUS = 400  # [choice] Infura's batch limit is not public; the mock's is a setting
+
+
+def batch_too_large(size: int, limit: int) -> Refusal:
+    body = (b'{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"batch of ' + str(size).encode()
+            + b' calls is over the limit of ' + str(limit).encode() + b'"}}')
+    return Refusal(BATCH_TOO_LARGE_STATUS, body, f"batch of {size} calls over {limit}", content_type=APPLICATION_JSON,
+                   rpc_code=-32005, rpc_message=f"batch of {size} calls is over the limit of {limit}")

@@ -159,6 +159,9 @@ class InfuraEndpoint:
             return self._refuse(request, replies.invalid_json(f"body is not JSON: {str(exc)[:100]}"), target.network,
                                 target.key, [])
         is_batch, calls = parse_calls(document)
+        if len(calls) > server.max_batch_size:
+            return self._refuse(request, replies.batch_too_large(len(calls), server.max_batch_size), target.network,
+                                target.key, [])
         methods = [c.method for c in calls if c.method]
         for call in calls:
             if call.error is None:
