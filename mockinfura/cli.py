@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config (default: $MOCKINFURA_CONFIG, else the embedded default)")
     serve.add_argument("--host", help="default: $MOCKINFURA_HOST, else 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $MOCKINFURA_PORT, else 8545; 0 picks a free port")
+    serve.add_argument("--tls", action="store_true", default=None,
+                       help="HTTPS and WSS with a certificate for *.infura.io, localhost, 127.0.0.1 and [server] "
+                       "tls_names, issued by a local test CA (default: $MOCKINFURA_TLS, else off)")
+    serve.add_argument("--ca-dir", metavar="DIR", help="with --tls: the test CA's folder, created once and reused "
+                       "(default: $MOCKINFURA_CA_DIR, else ./mockinfura-ca); clients trust DIR/ca.pem")
 
     check = commands.add_parser("check", help="validate a config file")
     check.add_argument("file")
@@ -45,13 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     fingerprint = commands.add_parser("fingerprint", help="print the Infura fingerprint of a public or private PEM")
     fingerprint.add_argument("file")
+
+    record = commands.add_parser("record", help="a recording proxy: forwards JSON-RPC to an upstream and writes "
+                                 "the exchanges as canned fixtures when stopped (SIGINT/SIGTERM)")
+    record.add_argument("--upstream", required=True, metavar="URL", help="the JSON-RPC endpoint to forward to")
+    record.add_argument("--out", required=True, metavar="FILE", help="the fixture file to write (JSON)")
+    record.add_argument("--port", type=int, default=8545, help="port on 127.0.0.1 (default 8545; 0 picks a free one)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": cmd_serve, "check": cmd_check, "keygen": cmd_keygen, "token": cmd_token,
-               "fingerprint": cmd_fingerprint}[args.command]
+               "fingerprint": cmd_fingerprint, "record": cmd_record}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -71,9 +82,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listening_lines(config: object, host: str, port: int) -> list[str]:
+def _listening_lines(config: object, host: str, port: int, scheme: str = "http") -> list[str]:
     shown = f"[{host}]" if ":" in host else host
-    base = f"http://{shown}:{port}"
+    base = f"{scheme}://{shown}:{port}"
     lines = [f"mockinfura listening on {base}"]
     for api_key in config.api_keys.values():  # type: ignore[attr-defined]
         lines.append(f"  {api_key.label or 'key'}: {base}/v3/{api_key.key}")
@@ -98,7 +109,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        return _fail("invalid config:\n" + "\n".join(exc.problems))
+        return _fail("invalid config:" + (" " if len(exc.problems) == 1 else "\n") + "\n".join(exc.problems))
+    env_tls = os.environ.get("MOCKINFURA_TLS", "").strip().lower()
+    if env_tls not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
+        return _fail(f"MOCKINFURA_TLS must be 1/true/yes/on or 0/false/no/off, got {env_tls!r}")
+    use_tls = args.tls or env_tls in ("1", "true", "yes", "on")
+    if args.ca_dir and not use_tls:
+        return _fail("--ca-dir goes with --tls")
+    tls_files = None
+    if use_tls:
+        import atexit
+
+        from mockinfura.tls import TlsError, certificate_names, default_ca_dir, prepare_tls
+
+        try:
+            tls_files = prepare_tls(default_ca_dir(args.ca_dir), certificate_names(config.server.tls_names, host))
+        except TlsError as exc:
+            return _fail(str(exc), 1)
+        atexit.register(tls_files.cleanup)  # the server certificate's temporary folder
 
     from mockinfura.serving import BindError, bind_socket, prewarm_chain_imports, serve
 
@@ -112,7 +140,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     real_port = sock.getsockname()[1]
 
     def ready() -> None:
-        print("\n".join(_listening_lines(config, host, real_port)), flush=True)
+        lines = _listening_lines(config, host, real_port, "https" if tls_files else "http")
+        if tls_files is not None:
+            ca = tls_files.ca_cert
+            if tls_files.created_ca:
+                lines.append(f"created a new test CA in {ca.parent} (never trust it outside dev and CI)")
+            lines.append(f"CA certificate: {ca}")
+            lines.append(f"  trust it with SSL_CERT_FILE={ca} or REQUESTS_CA_BUNDLE={ca} (Python), "
+                         f"NODE_EXTRA_CA_CERTS={ca} (Node)")
+        print("\n".join(lines), flush=True)
         prewarm_chain_imports()
 
     async def run() -> None:
@@ -120,7 +156,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve(app, sock, ready, stop)
+        await serve(app, sock, ready, stop, ssl_certfile=tls_files and str(tls_files.certfile),
+                    ssl_keyfile=tls_files and str(tls_files.keyfile))
 
     try:
         import uvloop
@@ -191,3 +228,9 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     except PublicKeyError as exc:
         return _fail(f"{args.file}: {exc}")
     return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from mockinfura.recorder import run_recorder
+
+    return run_recorder(args.upstream, Path(args.out), args.port)

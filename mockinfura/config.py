@@ -46,6 +46,7 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     control: str = "loopback"  # "loopback" or "open"
     control_token: str | None = None
+    tls_names: tuple[str, ...] = ()  # `serve --tls`: more names (DNS or IP) for the server certificate
     # Limits that protect the process (each a setting; the defaults are generous for test suites).
     max_batch_size: int = 1000  # calls in one batch; more is refused whole (-32005)
     max_connections: int = 1000  # concurrent HTTP/WebSocket connections; more get 503
@@ -345,8 +346,22 @@ def _read_server(reader: _Reader, table: dict[str, Any]) -> ServerSettings:
         rate_limit_style=style,
         control=control,
         control_token=reader.string(table, "control_token", "server", None),
+        tls_names=_read_tls_names(reader, table),
         **limits,
     )
+
+
+def _read_tls_names(reader: _Reader, table: dict[str, Any]) -> tuple[str, ...]:
+    from mockinfura.tls import MAX_TLS_NAMES, tls_name_problem
+
+    names = reader.string_list(table, "tls_names", "server") or ()
+    if len(names) > MAX_TLS_NAMES:
+        reader.problem("server.tls_names", f"at most {MAX_TLS_NAMES} names, got {len(names)}")
+    for index, name in enumerate(names):
+        problem = tls_name_problem(name)
+        if problem:
+            reader.problem(f"server.tls_names[{index}]", problem)
+    return names
 
 
 def _read_chain(reader: _Reader, table: dict[str, Any]) -> ChainSettings:

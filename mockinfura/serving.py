@@ -28,7 +28,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Any, *, log_level: str = "warning") -> Any:
+def make_server(
+    app: Any, *, log_level: str = "warning", ssl_certfile: str | None = None, ssl_keyfile: str | None = None
+) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -47,6 +49,7 @@ def make_server(app: Any, *, log_level: str = "warning") -> Any:
         ws_max_size=settings.ws_max_message_bytes,
         limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keep_alive_seconds,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,  # `serve --tls`: HTTPS and WSS (mockinfura/tls.py)
     )
     return Server(config)
 
@@ -63,8 +66,11 @@ def prewarm_chain_imports() -> None:
     threading.Thread(target=run, name="prewarm", daemon=True).start()
 
 
-async def serve(app: Any, sock: socket.socket, on_ready: Callable[[], None], stop: asyncio.Event) -> None:
-    server = make_server(app)
+async def serve(
+    app: Any, sock: socket.socket, on_ready: Callable[[], None], stop: asyncio.Event, *,
+    ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+) -> None:
+    server = make_server(app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,26 +37,36 @@ class ServerProcess:
         return Path(self._tmp.name)
 
     def _wait_for_listening_line(self) -> str:
+        """Read stdout on a thread (a selector on a buffered pipe misses lines already in the buffer)."""
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            try:
+                for line in self.process.stdout:
+                    lines.put(line.rstrip("\n"))
+            except (ValueError, OSError):  # the pipe was closed by stop()
+                pass
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
+        listening = None
         while time.monotonic() < deadline:
-            if not selector.select(timeout=0.1):
+            try:
+                line = lines.get(timeout=0.2 if listening else 0.5)
+            except queue.Empty:
+                if listening:  # the key lines follow the listening line at once
+                    return listening
                 if self.process.poll() is not None:
                     break
                 continue
-            line = self.process.stdout.readline()
-            if not line:
+            if line is None:
                 break
-            self.lines.append(line.rstrip("\n"))
+            self.lines.append(line)
             if line.startswith("mockinfura listening on "):
-                # the key lines follow at once; read them too
-                while selector.select(timeout=0.2):
-                    more = self.process.stdout.readline()
-                    if not more:
-                        break
-                    self.lines.append(more.rstrip("\n"))
-                return line.split()[-1]
+                listening = line.split()[-1]
+        if listening:
+            return listening
         self.process.kill()
         raise RuntimeError(f"server did not start: {self.process.stderr.read()}")
 
