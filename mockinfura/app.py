@@ -6,12 +6,14 @@ from fastapi import FastAPI
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from mockinfura import __version__
+from mockinfura.chains.subscriptions import SubscriptionHub
 from mockinfura.config import Config
 from mockinfura.control.routes import http_exception_handler, router
 from mockinfura.gateway.routes import InfuraEndpoint, VaryOrigin
+from mockinfura.gateway.websocket import WebSocketEndpoint
 from mockinfura.state import MockState
 
 ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -35,6 +37,9 @@ def create_app(config: Config, state: MockState | None = None) -> VaryOrigin:
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     endpoint = InfuraEndpoint(state)
+    websockets = WebSocketEndpoint(state, SubscriptionHub(state.chains), endpoint)
+    app.state.websockets = websockets  # counts for /_mock/health
+    app.router.routes.append(WebSocketRoute("/{path:path}", websockets.__call__))
     app.router.routes.append(Route("/{path:path}", endpoint.__call__, methods=ALL_METHODS, include_in_schema=False))
     wrapped = VaryOrigin(app)
     wrapped.state = state  # type: ignore[attr-defined]

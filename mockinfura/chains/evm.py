@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mockinfura.rpc import params as p
 from mockinfura.rpc.errors import (
@@ -93,6 +94,9 @@ class EvmChain:
         balance: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        from mockinfura.chains import import_pyevm
+
+        import_pyevm()
         from eth.chains.base import MiningChain
         from eth.db import get_db_backend
         from eth_tester.backends.pyevm import main as pyevm
@@ -244,7 +248,7 @@ class EvmChain:
             except RpcError:
                 raise
             except Exception as exc:  # a py-evm error the handlers did not foresee: never a 500
-                from eth.exceptions import ValidationError
+                from eth_utils import ValidationError
 
                 if isinstance(exc, ValidationError):
                     raise RpcError(INVALID_INPUT, str(exc)) from None
@@ -341,9 +345,7 @@ class EvmChain:
 
     def _eth_getStorageAt(self, params: Any) -> str:
         account, slot, block = p.positional(params, "eth_getStorageAt", 2, 1)
-        position = p.quantity(slot, "storage slot") if isinstance(slot, str) and len(slot) < 66 else int.from_bytes(
-            p.hash32(slot, "storage slot"), "big"
-        )
+        position = _slot(slot)
         value = self._state_at(p.block_id(block)).get_storage(p.address(account), position)
         return hb(value.to_bytes(32, "big"))
 
@@ -366,6 +368,7 @@ class EvmChain:
         formatted = to_rpc(serialize_block(block, False, False))
         formatted["miner"] = formatted.pop("coinbase")
         formatted["extraData"] = hb(block.header.extra_data)
+        formatted["logsBloom"] = hb(block.header.bloom.to_bytes(256, "big"))  # the full 256 bytes, as geth
         formatted.pop("totalDifficulty", None)
         if full:
             formatted["transactions"] = [
@@ -390,7 +393,8 @@ class EvmChain:
         return formatted
 
     def _block_param(self, params: Any, method: str, optional_full: bool = True) -> tuple[Any, bool]:
-        block_param, full = p.positional(params, method, 1, 1 if optional_full else 0)
+        block_param, *rest = p.positional(params, method, 1, 1 if optional_full else 0)
+        full = rest[0] if rest else None
         if method.endswith("ByHash"):
             block = self._resolve_block(p.hash32(block_param, "block hash"))
         else:
@@ -468,12 +472,12 @@ class EvmChain:
         formatted = []
         log_index = 0
         previous_gas = 0
-        for index, (tx, receipt) in enumerate(zip(block.transactions, receipts)):
+        for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
             if tx.to:
                 contract = None
             else:
-                from eth_utils import keccak
                 import rlp
+                from eth_utils import keccak
 
                 contract = hb(keccak(rlp.encode([tx.sender, tx.nonce]))[12:])
             tx_type = getattr(tx, "type_id", 0) or 0
@@ -680,6 +684,7 @@ class EvmChain:
         return hb(tx.hash)
 
     def _notify_pending(self, tx_hash: bytes) -> None:
+        self.record_pending(hb(tx_hash))
         for listener in list(self.listeners):
             listener("pending", hb(tx_hash))
 
@@ -924,6 +929,32 @@ class EvmChain:
         del self._filters[filter_id]
         return True
 
+    # ------------------------------------------------------------------ subscriptions (chains/subscriptions.py)
+
+    # geth's newHeads payload is its types.Header JSON: these fields, in this order, `hash` last.
+    NEW_HEADS_FIELDS = (
+        "parentHash", "sha3Uncles", "miner", "stateRoot", "transactionsRoot", "receiptsRoot", "logsBloom",
+        "difficulty", "number", "gasLimit", "gasUsed", "timestamp", "extraData", "mixHash", "nonce",
+        "baseFeePerGas", "withdrawalsRoot", "blobGasUsed", "excessBlobGas", "parentBeaconBlockRoot",
+        "requestsHash", "hash",
+    )
+
+    def format_header(self, number: int) -> dict[str, Any]:
+        """Mined block NUMBER's header as a newHeads notification carries it."""
+        formatted = self._format_block(self._chain.get_canonical_block_by_number(number), False)
+        return {name: formatted[name] for name in self.NEW_HEADS_FIELDS if name in formatted}
+
+    def block_logs(self, number: int) -> list[dict[str, Any]]:
+        """Every log of mined block NUMBER, formatted as eth_getLogs returns them."""
+        block = self._chain.get_canonical_block_by_number(number)
+        if not block.transactions:
+            return []
+        return [log for receipt in self._block_receipts(block) for log in receipt["logs"]]
+
+    def subscription_log_criteria(self, value: Any) -> dict[str, Any]:
+        """A logs subscription's `{address, topics}`, read as eth_newFilter reads them (same errors)."""
+        return self._log_criteria(value, "eth_subscribe")
+
     # ------------------------------------------------------------------ test controls
 
     def _evm_snapshot(self, params: Any) -> str:
@@ -962,7 +993,15 @@ class EvmChain:
     def _revert_to_block(self, head_hash: bytes) -> None:
         if head_hash == self._head().hash and not self._chain.get_block().transactions:
             return
-        self.backend.revert_to_snapshot(head_hash)
+        # Make that block the canonical head and build a fresh pending header on it. (eth-tester's
+        # revert re-imports the block, which fails for blocks mined after a direct state change.)
+        chain = self._chain
+        chaindb = chain.chaindb
+        header = chaindb.get_block_header_by_hash(head_hash)
+        from eth.constants import GENESIS_PARENT_HASH
+
+        chaindb._set_as_canonical_chain_head(chaindb.db, header, GENESIS_PARENT_HASH)
+        chain.header = chain.create_header_from_parent(header)
         self._refresh_head()
         self._tx_index = {h: n for h, n in self._tx_index.items() if n <= self.block_number}
         for flt in self._filters.values():
@@ -1053,7 +1092,7 @@ class EvmChain:
     def _anvil_setStorageAt(self, params: Any) -> bool:
         account, slot, value = p.positional(params, "anvil_setStorageAt", 3)
         address = p.address(account)
-        position = int.from_bytes(p.data(slot, "slot").rjust(32, b"\0")[-32:], "big")
+        position = _slot(slot)
         stored = int.from_bytes(p.fixed_data(value, "value", 32), "big")
         self._set_state(lambda state: state.set_storage(address, position, stored))
         return True
@@ -1074,6 +1113,16 @@ class _zero_base_fee:
 
     def __exit__(self, *exc: object) -> None:
         self.context._base_fee_per_gas = self.original
+
+
+def _slot(value: Any) -> int:
+    """A storage slot: a quantity (0x1) or 32 bytes of hex (0x00..01), as clients send either."""
+    if isinstance(value, str) and value.startswith("0x") and 2 < len(value) <= 66:
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise invalid_params(f"invalid storage slot: expected a hex quantity or 32 bytes, got {value!r:.80}")
 
 
 def _int_param(value: Any, what: str) -> int:

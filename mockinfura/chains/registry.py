@@ -7,26 +7,31 @@ the event loop, so a slow call on one network never stalls the others or the gat
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from mockinfura.config import Config
 from mockinfura.networks import CATALOGUE
 
 # Answered on the event loop from the chain's own state, with no thread hop (the values are plain ints).
 INLINE_METHODS = frozenset({"eth_chainId", "net_version", "eth_blockNumber"})
+log = logging.getLogger("mockinfura")
 
 
 class ChainSlot:
     """A network's chain and the worker thread that owns it."""
 
-    def __init__(self, network: str, build: Callable[[], Any]) -> None:
+    def __init__(self, network: str, build: Callable[[], Any], block_time: float = 0.0) -> None:
         self.network = network
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"chain-{network}")
         self.chain: Any = None
         self._build = build
         self._ready = self.executor.submit(self._create)
+        self.miner = IntervalMiner(self, block_time) if block_time > 0 else None
 
     def _create(self) -> None:
         self.chain = self._build()
@@ -41,6 +46,46 @@ class ChainSlot:
         if not self._ready.done():
             await asyncio.wrap_future(self._ready)
         return await loop.run_in_executor(self.executor, lambda: function(self.chain, *args, **kwargs))
+
+
+class IntervalMiner:
+    """Interval mining (`[chain] block_time`): a block every `block_time` seconds, mined on the chain's worker.
+
+    Transactions still mine at once (auto-mine stays on, as hardhat's `mining.auto` with `mining.interval`); the
+    interval adds the blocks between them. A tick that comes while the worker is busy waits its turn; ticks missed
+    meanwhile are skipped, not caught up.
+    """
+
+    def __init__(self, slot: ChainSlot, block_time: float) -> None:
+        self.slot = slot
+        self.block_time = block_time
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"miner-{slot.network}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.slot.result()
+        except Exception:  # the chain failed to build: its calls report it
+            return
+        next_due = time.monotonic() + self.block_time
+        while not self._stop.wait(max(0.0, next_due - time.monotonic())):
+            try:
+                self.slot.executor.submit(_mine_one_block, self.slot.chain).result()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("interval mining failed on %s", self.slot.network)
+            next_due = max(next_due + self.block_time, time.monotonic())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _mine_one_block(chain: Any) -> None:
+    target = chain if hasattr(chain, "mine") else getattr(chain, "fallback", None)
+    if target is not None:  # a canned-only network has no chain to mine
+        target.mine()
 
 
 class ChainRegistry:
@@ -59,7 +104,7 @@ class ChainRegistry:
             with self._lock:
                 slot = self._slots.get(network)
                 if slot is None:
-                    slot = ChainSlot(network, lambda: self._build(network))
+                    slot = ChainSlot(network, lambda: self._build(network), self.config.chain.block_time)
                     self._slots[network] = slot
         return slot
 
@@ -96,4 +141,6 @@ class ChainRegistry:
 
     def close(self) -> None:
         for slot in self._slots.values():
+            if slot.miner is not None:
+                slot.miner.stop()
             slot.executor.shutdown(wait=False, cancel_futures=True)
