@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 JOURNAL_MAX_ENTRIES = 10_000  # [choice] the oldest entries go first past this
@@ -40,13 +40,17 @@ class Journal:
         self._entries.clear()
 
     def entries(
-        self, *, key: str | None = None, network: str | None = None, method: str | None = None, limit: int | None = None
+        self, *, key: str | None = None, network: str | None = None, method: str | None = None,
+        decision: str | None = None, limit: int | None = None,
     ) -> list[JournalEntry]:
+        """The entries that match every filter given, oldest first; LIMIT keeps the newest N of them."""
+        # A copy first: `deque.copy()` is atomic, iterating the deque while another thread records is not.
         selected = [
-            e for e in self._entries
+            e for e in self._entries.copy()
             if (key is None or e.key == key)
             and (network is None or e.network == network)
             and (method is None or method in e.methods)
+            and (decision is None or e.decision == decision)
         ]
         if limit is not None:
             selected = selected[-limit:] if limit > 0 else []
@@ -57,4 +61,4 @@ class Journal:
 
 
 def iso_time(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
