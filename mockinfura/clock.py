@@ -6,7 +6,7 @@ Tests and `/_mock/clock` move it; it never moves the host's clock.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Clock:
@@ -29,6 +29,6 @@ class Clock:
         now = self.now()
         return {
             "now": now,
-            "iso": datetime.fromtimestamp(now, timezone.utc).isoformat(),
+            "iso": datetime.fromtimestamp(now, UTC).isoformat(),
             "offset": self.offset,
         }

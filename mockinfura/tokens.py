@@ -74,7 +74,9 @@ def load_public_key(pem: str) -> LoadedPublicKey:
     alg = _alg_for(public_key)
     der = _public_der(public_key)
     normalized = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return LoadedPublicKey(pem=normalized.decode(), alg=alg, fingerprint=fingerprint_of_der(der), default_id=key_id_of_der(der))
+    return LoadedPublicKey(
+        pem=normalized.decode(), alg=alg, fingerprint=fingerprint_of_der(der), default_id=key_id_of_der(der)
+    )
 
 
 def load_private_key(pem: bytes) -> Any:
@@ -87,9 +89,12 @@ def load_private_key(pem: bytes) -> Any:
 
 
 def fingerprint_of_pem(pem: bytes) -> str:
-    """The fingerprint of a public or private PEM."""
+    """The fingerprint of a public or private PEM (of any key type: the fingerprint does not depend on it)."""
     if b"PRIVATE KEY" in pem:
-        public_key = load_private_key(pem).public_key()
+        try:
+            public_key = serialization.load_pem_private_key(pem, password=None).public_key()
+        except (ValueError, TypeError) as exc:
+            raise PublicKeyError(f"not an unencrypted PEM private key ({str(exc)[:120]})") from None
     else:
         try:
             public_key = serialization.load_pem_public_key(pem.strip())

@@ -19,6 +19,13 @@ from mockinfura.gateway.allowlists import call_refusal, headers_refusal
 from mockinfura.gateway.jwt import JwtInvalid, JwtVerifier
 from mockinfura.gateway.replies import Refusal
 
+# infura.md 2 [choice]: the order of the checks; `check_request` and `Grant.call_refusal` follow it.
+CHECK_ORDER = ("key exists", "network allowed", "API key secret", "JWT", "allowlists", "rate limits")
+# infura.md 2.1 [choice]: with "require API key secret" off, a request without a secret passes (a wrong one never).
+MISSING_SECRET_PASSES_WHEN_NOT_REQUIRED = True
+# infura.md 2.3 [choice]: a valid JWT that carries at least one allowlist claim replaces the key's allowlists.
+JWT_ALLOWLIST_CLAIMS_REPLACE_KEY_ALLOWLISTS = True
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -26,12 +33,15 @@ class Grant:
     allowlists: Allowlists | None  # None: allowlists skipped (no list, or overridden by the secret)
     reason: str
     jwt_exp: float | None = None  # the token's exp, re-checked per message on a WebSocket
+    also: Allowlists | None = None  # more lists that apply too (JWT_ALLOWLIST_CLAIMS_REPLACE_KEY_ALLOWLISTS off)
 
     def call_refusal(self, method: str, params: object) -> Refusal | None:
-        if self.allowlists is None:
-            return None
-        reason = call_refusal(self.allowlists, method, params)
-        return replies.rejected_by_settings(reason) if reason else None
+        for lists in (self.allowlists, self.also):
+            if lists is not None:
+                reason = call_refusal(lists, method, params)
+                if reason:
+                    return replies.rejected_by_settings(reason)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +51,25 @@ class Credentials:
     malformed: str | None = None  # a Basic value that does not decode
 
 
+# infura.md 2.2 [doc]: the scheme word in any case, then runs of white space (the docs' example has two spaces).
+# [choice] An Authorization header with another scheme (or none) carries neither a secret nor a JWT: it is
+# treated as absent, so a key that requires neither lets it pass and a key that requires one refuses it.
+UNKNOWN_AUTH_SCHEME_IS_ABSENT = True
+_SPACE = " \t"  # RFC 9110 5.6.3: the white space of HTTP fields
+
+
 def parse_authorization(value: str | None) -> Credentials:
     """`Basic base64(":" + secret)` or `Bearer <jwt>`; the scheme word in any case, runs of spaces after it."""
     if not value:
         return Credentials()
-    scheme, _, rest = value.strip().partition(" ")
-    rest = rest.strip()
-    scheme = scheme.lower()
+    # No regular expression here: this runs on every request, and a lazy pattern over a JWT costs tens of µs.
+    text = value.strip(_SPACE)
+    cut = len(text)
+    for space in _SPACE:
+        found = text.find(space)
+        if 0 <= found < cut:
+            cut = found
+    scheme, rest = text[:cut].lower(), text[cut:].strip(_SPACE)
     if scheme == "bearer":
         return Credentials(bearer_token=rest)
     if scheme == "basic":
@@ -59,7 +81,9 @@ def parse_authorization(value: str | None) -> Credentials:
             return Credentials(malformed="Basic credentials have no ':' between user and secret")
         # The user name is meant to be empty (curl --user :SECRET); only the secret is compared.
         return Credentials(basic_password=decoded.partition(":")[2])
-    return Credentials()
+    if UNKNOWN_AUTH_SCHEME_IS_ABSENT:
+        return Credentials()
+    return Credentials(malformed=f"unknown Authorization scheme {scheme[:20]!r}")
 
 
 def check_request(
@@ -88,7 +112,7 @@ def check_request(
         ):
             return replies.invalid_secret("wrong API key secret" if api_key.secret else "this key has no secret")
         secret_ok = True
-    elif api_key.require_secret:
+    elif api_key.require_secret or not MISSING_SECRET_PASSES_WHEN_NOT_REQUIRED:
         return replies.invalid_secret("API key secret required and missing")
 
     jwt_exp = None
@@ -105,13 +129,24 @@ def check_request(
     elif api_key.require_jwt:
         return replies.invalid_jwt("jwt required and missing")
 
+    also = None
     if secret_ok and api_key.secret_overrides_allowlists:
         return Grant(api_key, None, "secret overrides allowlists", jwt_exp)
-    allowlists = jwt_allowlists if jwt_allowlists is not None else api_key.allowlists
-    if allowlists.is_empty():
+    if jwt_allowlists is None:
+        allowlists = api_key.allowlists
+    elif JWT_ALLOWLIST_CLAIMS_REPLACE_KEY_ALLOWLISTS:
+        allowlists = jwt_allowlists
+    else:  # the alternative reading: the key's lists and the token's both apply
+        if not api_key.allowlists.is_empty():
+            key_refusal = headers_refusal(api_key.allowlists, origin, user_agent)
+            if key_refusal:
+                return replies.rejected_by_settings(key_refusal)
+            also = api_key.allowlists
+        allowlists = jwt_allowlists
+    if allowlists.is_empty() and also is None:
         return Grant(api_key, None, reason, jwt_exp)
     refusal = headers_refusal(allowlists, origin, user_agent)
     if refusal:
         return replies.rejected_by_settings(refusal)
     source = "jwt allowlists" if jwt_allowlists is not None else "key allowlists"
-    return Grant(api_key, allowlists, f"{reason}; {source}", jwt_exp)
+    return Grant(api_key, allowlists, f"{reason}; {source}", jwt_exp, also)

@@ -15,6 +15,8 @@ REJECT_MISSING_USER_AGENT = True
 REJECT_MISSING_ORIGIN = True
 # [choice] an origin entry without a port matches the host on any port (localhost dev servers move ports).
 ORIGIN_ENTRY_WITHOUT_PORT_MATCHES_ANY_PORT = True
+# infura.md 2.4 [choice]: `*.example.com` matches exactly one label (a.example.com), not a.b.example.com.
+WILDCARD_MATCHES_EXACTLY_ONE_LABEL = True
 
 # infura.md 2.4: the methods the contract-address list restricts, and where each reads its address.
 ACCOUNT_ADDRESS_METHODS = frozenset({"eth_getBalance", "eth_getCode", "eth_getStorageAt", "eth_getTransactionCount"})
@@ -24,7 +26,7 @@ ADDRESS_RESTRICTED_METHODS = ACCOUNT_ADDRESS_METHODS | CALL_ADDRESS_METHODS | LO
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOST = re.compile(rf"^(\*\.)?({_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:.]+\])(?::(\d{{1,5}}))?$")
+_HOST = re.compile(rf"(\*\.)?({_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:.]+\])(?::(\d{{1,5}}))?")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -39,7 +41,7 @@ def _split_origin(text: str) -> tuple[str | None, str | None, bool, int | None] 
     rest = rest.rstrip("/")
     if not rest:
         return (scheme, None, False, None) if scheme else None
-    host_match = _HOST.match(rest)
+    host_match = _HOST.fullmatch(rest)
     if not host_match:
         return None
     port = int(host_match.group(3)) if host_match.group(3) else None
@@ -78,7 +80,10 @@ def origin_allowed(entries: tuple[str, ...], origin: str | None) -> bool:
             return True
         if wildcard:
             label, _, parent = host.partition(".")
-            if not label or parent != entry_host:
+            if WILDCARD_MATCHES_EXACTLY_ONE_LABEL:
+                if not label or parent != entry_host:
+                    continue
+            elif not host.endswith("." + entry_host):
                 continue
         elif host != entry_host:
             continue
@@ -122,7 +127,9 @@ def addresses_of_call(method: str, params: Any) -> list[str] | None:
 def headers_refusal(allowlists: Allowlists, origin: str | None, user_agent: str | None) -> str | None:
     """Why the request's headers fail the allowlists, or None. Checked once per HTTP request or handshake."""
     if allowlists.origins and not origin_allowed(allowlists.origins, origin):
-        return f"origin {origin!r} not in allowlist" if origin is not None else "no Origin header and an origin allowlist is set"
+        if origin is None:
+            return "no Origin header and an origin allowlist is set"
+        return f"origin {origin!r} not in allowlist"
     if allowlists.user_agents and not user_agent_allowed(allowlists.user_agents, user_agent):
         return (
             f"user agent {user_agent!r} not in allowlist"
