@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config (default: $MOCKINFURA_CONFIG, else the embedded default)")
     serve.add_argument("--host", help="default: $MOCKINFURA_HOST, else 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: $MOCKINFURA_PORT, else 8545; 0 picks a free port")
+    serve.add_argument("--state", metavar="FILE", help="load chains, keys, usage and clock from FILE at start; write them "
+                       "there on SIGTERM/SIGINT and on POST /_mock/state/save")
     serve.add_argument("--tls", action="store_true", default=None,
                        help="HTTPS and WSS with a certificate for *.infura.io, localhost, 127.0.0.1 and [server] "
                        "tls_names, issued by a local test CA (default: $MOCKINFURA_TLS, else off)")
@@ -138,6 +140,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(config)
     real_port = sock.getsockname()[1]
+    if args.state:
+        problem = _load_state_file(app.state, Path(args.state))
+        if problem:
+            sock.close()
+            return _fail(problem)
 
     def ready() -> None:
         lines = _listening_lines(config, host, real_port, "https" if tls_files else "http")
@@ -165,8 +172,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.run(run())
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         asyncio.run(run())
+    if args.state:
+        from mockinfura.persistence import dump_state_blocking, write_atomically
+
+        try:
+            write_atomically(Path(args.state), dump_state_blocking(app.state))
+        except OSError as exc:
+            app.state.chains.close()
+            return _fail(f"cannot write the state file {args.state}: {exc.strerror or exc}", 1)
     app.state.chains.close()
     return 0
+
+
+def _load_state_file(state: object, path: Path) -> str | None:
+    """Apply a --state file before serving; the reason it cannot be used, or None."""
+    from mockinfura.persistence import StateError, load_at_start, read_state_file
+
+    if not path.parent.is_dir():
+        return f"--state {path}: the folder {path.parent} does not exist"
+    try:
+        document = read_state_file(path)
+        if document is None:
+            state.state_file = path  # type: ignore[attr-defined]
+            return None
+        load_at_start(state, document, str(path))  # type: ignore[arg-type]
+        for network in list(state.chains.pending_states):  # type: ignore[attr-defined]
+            state.chains.slot(network).result()  # type: ignore[attr-defined]  # a bad dump fails here, not later
+    except StateError as exc:
+        return str(exc)
+    except ValueError as exc:
+        return f"{path}: {exc}"
+    state.state_file = path  # type: ignore[attr-defined]
+    return None
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

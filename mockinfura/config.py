@@ -200,7 +200,7 @@ class _Reader:
         return value
 
     def string_list(self, table: dict[str, Any], name: str, where: str) -> tuple[str, ...] | None:
-        if name not in table:
+        if table.get(name) is None:  # absent (or JSON null, as the control plane shows "all networks")
             return None
         value = table[name]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mockinfura.chains.registry import ChainRegistry
 from mockinfura.clock import Clock
 from mockinfura.config import ApiKeyConfig, Config
@@ -19,6 +21,7 @@ class MockState:
         self.verifier = JwtVerifier()
         self.journal = Journal()
         self.meter = Meter()
+        self.state_file: Path | None = None  # serve --state FILE
 
     def api_key(self, key: str | None) -> ApiKeyConfig | None:
         return self.api_keys.get(key) if key else None

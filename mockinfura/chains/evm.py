@@ -1016,6 +1016,77 @@ class EvmChain:
         self._time_offset = 0.0
         self._next_timestamp = None
 
+    # ------------------------------------------------------------------ state files
+
+    STATE_VERSION = 1
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to rebuild this chain: its database, head, pool, snapshots and time."""
+        store = self._chain.chaindb.db.wrapped_db.kv_store
+        return {
+            "version": self.STATE_VERSION,
+            "chain_id": self.chain_id,
+            "db": {k.hex(): v.hex() for k, v in store.items()},
+            "head": self._head().hash.hex(),
+            "genesis": self.genesis_hash.hex(),
+            "tx_index": {h.hex(): n for h, n in self._tx_index.items()},
+            "queued": [_encode_transaction(tx) for txs in self._queued.values() for _, tx in txs.values()],
+            "time_offset": self._time_offset,
+            "next_timestamp": self._next_timestamp,
+            "snapshots": {str(i): {"head": snap.head_hash.hex(), "time_offset": snap.time_offset,
+                                   "next_timestamp": snap.next_timestamp,
+                                   "queued": [_encode_transaction(tx) for txs in snap.queued.values()
+                                              for _, tx in txs.values()]}
+                          for i, snap in self._snapshots.items()},
+            "snapshot_counter": self._snapshot_counter,
+        }
+
+    def import_state(self, dump: dict[str, Any]) -> None:
+        """Replace this chain's state by an export_state() dump. Raises ValueError for a dump that does not fit."""
+        if dump.get("version") != self.STATE_VERSION:
+            raise ValueError(f"unsupported chain state version {dump.get('version')!r}")
+        if dump.get("chain_id") != self.chain_id:
+            raise ValueError(f"the dump is for chain id {dump.get('chain_id')}, this network's is {self.chain_id}")
+        try:
+            entries = {bytes.fromhex(k): bytes.fromhex(v) for k, v in dump["db"].items()}
+            head = bytes.fromhex(dump["head"])
+            genesis = bytes.fromhex(dump["genesis"])
+            tx_index = {bytes.fromhex(h): int(n) for h, n in dump["tx_index"].items()}
+            queued = self._queue_of([bytes.fromhex(raw) for raw in dump["queued"]])
+            snapshots = {
+                int(i): _Snapshot(bytes.fromhex(snap["head"]), self._queue_of([bytes.fromhex(r) for r in snap["queued"]]),
+                                  float(snap["time_offset"]), snap["next_timestamp"])
+                for i, snap in dump["snapshots"].items()
+            }
+            counter = int(dump["snapshot_counter"])
+            time_offset = float(dump["time_offset"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed chain state: {type(exc).__name__}: {exc}") from None
+        chaindb = self._chain.chaindb
+        store = chaindb.db.wrapped_db.kv_store
+        missing_head = head not in entries and head not in store
+        if missing_head:
+            raise ValueError("malformed chain state: the head block is not in the database")
+        store.update(entries)
+        self.genesis_hash = genesis
+        self._revert_to_block(head)
+        self._tx_index = tx_index
+        self._queued = queued
+        self._snapshots = snapshots
+        self._snapshot_counter = counter
+        self._time_offset = time_offset
+        self._next_timestamp = dump.get("next_timestamp")
+        self._filters.clear()
+        self._refresh_head()
+
+    def _queue_of(self, raws: list[bytes]) -> dict[bytes, dict[int, tuple[bytes, Any]]]:
+        queued: dict[bytes, dict[int, tuple[bytes, Any]]] = {}
+        builder = self._chain.get_vm().get_transaction_builder()
+        for raw in raws:
+            tx = builder.decode(raw)
+            queued.setdefault(tx.sender, {})[tx.nonce] = (tx.hash, tx)
+        return queued
+
     def _evm_mine(self, params: Any) -> str:
         first, = p.positional(params, "evm_mine", 0, 1)
         blocks = 1
@@ -1123,6 +1194,13 @@ def _slot(value: Any) -> int:
         except ValueError:
             pass
     raise invalid_params(f"invalid storage slot: expected a hex quantity or 32 bytes, got {value!r:.80}")
+
+
+def _encode_transaction(tx: Any) -> str:
+    import rlp
+
+    raw = tx.encode() if hasattr(tx, "encode") else rlp.encode(tx)
+    return raw.hex()
 
 
 def _int_param(value: Any, what: str) -> int:

@@ -82,6 +82,22 @@ class IntervalMiner:
         self._stop.set()
 
 
+def _evm_chain(chain: Any) -> Any:
+    """The EVM chain behind canned fixtures, if any."""
+    return chain if hasattr(chain, "export_state") and not hasattr(chain, "fallback") else getattr(chain, "fallback", None)
+
+
+def _export(chain: Any) -> dict[str, Any] | None:
+    target = _evm_chain(chain)
+    return target.export_state() if target is not None else None
+
+
+def _import(chain: Any, state: dict[str, Any]) -> None:
+    target = _evm_chain(chain)
+    if target is not None:
+        target.import_state(state)
+
+
 def _mine_one_block(chain: Any) -> None:
     target = chain if hasattr(chain, "mine") else getattr(chain, "fallback", None)
     if target is not None:  # a canned-only network has no chain to mine
@@ -94,6 +110,7 @@ class ChainRegistry:
         self.clock = clock
         self._slots: dict[str, ChainSlot] = {}
         self._lock = threading.Lock()
+        self.pending_states: dict[str, dict[str, Any]] = {}  # loaded from a state file, applied when built
 
     def built(self) -> dict[str, ChainSlot]:
         return dict(self._slots)
@@ -122,6 +139,9 @@ class ChainRegistry:
                 balance=chain_settings.balance,
                 clock=self.clock,
             )
+        saved = self.pending_states.pop(network, None)
+        if saved is not None and chain is not None:
+            chain.import_state(saved)
         if settings.fixtures or settings.backend == "canned":
             from mockinfura.chains.canned import CannedChain, load_fixtures
 
@@ -136,8 +156,39 @@ class ChainRegistry:
         return await slot.run(lambda c: c.call(method, params, owner=owner, control=control))
 
     async def reset(self) -> None:
+        self.pending_states.clear()
         for slot in list(self._slots.values()):
             await slot.run(lambda c: c.reset())
+
+    async def export_states(self) -> dict[str, dict[str, Any]]:
+        """Every chain that has state: the built ones (read on their own threads) and those loaded but not yet used."""
+        states = dict(self.pending_states)
+        for network, slot in list(self._slots.items()):
+            state = await slot.run(_export)
+            if state is not None:
+                states[network] = state
+        return states
+
+    def export_states_blocking(self) -> dict[str, dict[str, Any]]:
+        """The same from a thread with no event loop (at shutdown)."""
+        states = dict(self.pending_states)
+        for network, slot in list(self._slots.items()):
+            state = slot.executor.submit(lambda s=slot: _export(s.result())).result()
+            if state is not None:
+                states[network] = state
+        return states
+
+    async def import_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Make every chain exactly as in STATES: networks it names are restored (built now if need be, so that a
+        dump that does not fit fails here), the others reset."""
+        self.pending_states = {}
+        for network in states:
+            self.slot(network)
+        for network, slot in list(self._slots.items()):
+            if network in states:
+                await slot.run(_import, states[network])
+            else:
+                await slot.run(lambda c: c.reset())
 
     def close(self) -> None:
         for slot in self._slots.values():

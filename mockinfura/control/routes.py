@@ -6,6 +6,7 @@ configured `X-Mockinfura-Control-Token`.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import secrets
@@ -228,6 +229,47 @@ async def move_clock(request: Request, change: dict[str, Any] = Body(..., exampl
 async def reset(request: Request) -> dict[str, Any]:
     await _state(request).reset()
     return {"reset": True}
+
+
+@router.get("/state", summary="Download a dump of chains, keys, usage and clock")
+async def get_state(request: Request) -> Response:
+    from mockinfura.persistence import dump_state
+
+    return Response(dump(await dump_state(_state(request))), media_type="application/json")
+
+
+@router.post(
+    "/state",
+    summary="Restore a dump from GET /_mock/state (all or nothing)",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def restore_state(request: Request) -> dict[str, Any]:
+    from mockinfura.persistence import StateError, restore_state
+
+    try:
+        document = parse_json(await request.body())
+    except NotJson:
+        raise HTTPException(400, "the body is not JSON") from None
+    try:
+        await restore_state(_state(request), document, "request body")
+    except StateError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return {"restored": True}
+
+
+@router.post("/state/save", summary="Write the state to the --state file now (atomically; 2xx: the file is complete)")
+async def save_state(request: Request) -> dict[str, Any]:
+    from mockinfura.persistence import dump_state, write_atomically
+
+    state = _state(request)
+    if state.state_file is None:
+        raise HTTPException(409, "the server was started without --state FILE")
+    document = await dump_state(state)
+    try:
+        await asyncio.to_thread(write_atomically, state.state_file, document)
+    except OSError as exc:
+        raise HTTPException(503, f"cannot write {state.state_file}: {exc.strerror or exc}") from None
+    return {"saved": str(state.state_file)}
 
 
 async def http_exception_handler(request: Request, exc: HTTPException) -> JSONResponse:

@@ -103,8 +103,9 @@ class Meter:
         if meter is None:
             meter = self._meters[key] = _KeyMeter()
         day = utc_day(now)
-        if meter.day != day:
-            meter.day, meter.day_total = day, 0
+        if meter.day != day:  # a new day, or a new meter: start from what the usage report holds for it
+            meter.day = day
+            meter.day_total = self.usage.get(key, {}).get(day, {}).get("credits", 0)
         window = meter.window
         while window and window[0][0] <= now - PER_SECOND_WINDOW_SECONDS:
             meter.window_total -= window.popleft()[1]
