@@ -167,3 +167,17 @@ def test_the_shipped_example_set_is_valid(capsys: pytest.CaptureFixture[str]) ->
     entries = json.loads((REPO / "fixtures" / "mainnet" / "example.json").read_text())
     assert {"params", "times", "error"} <= {name for entry in entries for name in entry}
     assert any("params" not in entry for entry in entries)
+
+
+def test_hex_params_match_whatever_their_case() -> None:
+    from mockinfura.chains.canned import CannedChain, parse_entry
+
+    entry = parse_entry({"method": "eth_getBalance", "params": ["0xabcdef0000000000000000000000000000000001", "latest"],
+                         "result": "0x10"}, "inline")
+    chain = CannedChain("mainnet", [entry])
+    # web3.py sends checksummed addresses; a recording may hold lower case
+    assert chain.call("eth_getBalance", ["0xABcDEF0000000000000000000000000000000001", "latest"]) == "0x10"
+    assert chain.match("eth_getBalance", ["0xabcdef0000000000000000000000000000000002", "latest"]) is None
+    # a non-hex string keeps its case
+    named = parse_entry({"method": "m", "params": ["Latest"], "result": 1}, "inline")
+    assert CannedChain("mainnet", [named]).match("m", ["latest"]) is None

@@ -31,9 +31,22 @@ class CannedEntry:
     times: int | None
     source: str
     remaining: int | None = None
+    normalized_params: Any = None
 
     def __post_init__(self) -> None:
         self.remaining = self.times
+        self.normalized_params = normalize_params(self.params) if self.params is not _ANY else _ANY
+
+
+def normalize_params(value: Any) -> Any:
+    """Params compared with hex strings in lower case: web3.py sends checksummed addresses, recordings may not."""
+    if isinstance(value, str):
+        return value.lower() if value.startswith(("0x", "0X")) else value
+    if isinstance(value, list):
+        return [normalize_params(v) for v in value]
+    if isinstance(value, dict):
+        return {k: normalize_params(v) for k, v in value.items()}
+    return value
 
 
 def _files(path: Path) -> list[Path]:
@@ -98,10 +111,11 @@ class CannedChain:
         self.fallback = fallback
 
     def match(self, method: str, params: Any) -> CannedEntry | None:
+        wanted = normalize_params(params if params is not None else [])
         for entry in self.entries:
             if entry.method != method or entry.remaining == 0:
                 continue
-            if entry.params is not _ANY and entry.params != (params if params is not None else []):
+            if entry.params is not _ANY and entry.normalized_params != wanted:
                 continue
             return entry
         return None
