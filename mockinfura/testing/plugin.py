@@ -43,6 +43,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="mockinfura TOML config for the `infura` fixture (default: the ini key infura_config, "
         "else the embedded default)",
     )
+    group.addoption(
+        "--infura-credits", dest="infura_credits", action="store_true", default=False,
+        help="at the end, print the Infura credits each test and each method cost (what the suite would spend)",
+    )
     parser.addini("infura_config", "mockinfura TOML config for the `infura` fixture, relative to the ini file",
                   default="")
 
@@ -104,6 +108,9 @@ def _infura_isolation(request: pytest.FixtureRequest) -> None:
         return
     infura: MockInfura = request.getfixturevalue("infura")
     infura.clear_requests()
+    if request.config.getoption("infura_credits"):
+        before = _credits_by_method(infura)
+        request.addfinalizer(lambda: _record_credits(request, infura, before))
     if request.node.get_closest_marker(SHARED_STATE_MARKER) is not None:
         return
     checkpoint = infura.checkpoint()
@@ -130,3 +137,70 @@ def infura_key(infura: MockInfura) -> Iterator[KeyFactory]:
 def infura_w3(infura: MockInfura) -> Web3:
     """A `Web3` on the default open key and mainnet."""
     return infura.web3("mainnet")
+
+
+# ---------------------------------------------------------------- --infura-credits
+
+CREDITS_KEY = pytest.StashKey[list]()
+
+
+def _credits_by_method(infura: MockInfura) -> dict[str, list[int]]:
+    """{method: [calls, credits]} summed over every key and day of the usage report."""
+    totals: dict[str, list[int]] = {}
+    for days in infura.state.meter.usage.values():
+        for day in days.values():
+            for method, figures in day["methods"].items():
+                entry = totals.setdefault(method, [0, 0])
+                entry[0] += figures["calls"]
+                entry[1] += figures["credits"]
+    return totals
+
+
+def _record_credits(request: pytest.FixtureRequest, infura: MockInfura, before: dict[str, list[int]]) -> None:
+    after = _credits_by_method(infura)
+    spent = {}
+    for method, (calls, credits) in after.items():
+        old_calls, old_credits = before.get(method, (0, 0))
+        if calls != old_calls or credits != old_credits:
+            spent[method] = [calls - old_calls, credits - old_credits]
+    request.config.stash.setdefault(CREDITS_KEY, []).append((request.node.nodeid, spent))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the figures to the controller
+        workeroutput["infura_credits"] = session.config.stash.get(CREDITS_KEY, [])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist's controller: gather each worker's figures (the hook exists only with xdist installed)."""
+    records = getattr(node, "workeroutput", {}).get("infura_credits", [])
+    node.config.stash.setdefault(CREDITS_KEY, []).extend(tuple(r) for r in records)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not config.getoption("infura_credits") or getattr(config, "workeroutput", None) is not None:
+        return
+    records = config.stash.get(CREDITS_KEY, [])
+    write = terminalreporter.write_line
+    terminalreporter.section("mockinfura: Infura credits")
+    if not records:
+        write("no test used the infura fixture")
+        return
+    methods: dict[str, list[int]] = {}
+    per_test = []
+    for nodeid, spent in records:
+        per_test.append((sum(credits for _, credits in spent.values()), nodeid))
+        for method, (calls, credits) in spent.items():
+            entry = methods.setdefault(method, [0, 0])
+            entry[0] += calls
+            entry[1] += credits
+    total = sum(credits for credits, _ in per_test)
+    write("per test:")
+    for credits, nodeid in sorted(per_test, key=lambda item: (-item[0], item[1])):
+        write(f"  {credits:>10,}  {nodeid}")
+    write("per method:")
+    for method, (calls, credits) in sorted(methods.items(), key=lambda item: (-item[1][1], item[0])):
+        write(f"  {credits:>10,}  {method} ({calls:,} calls)")
+    write(f"total: {total:,} credits over {len(per_test)} tests")
