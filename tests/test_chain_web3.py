@@ -256,3 +256,35 @@ def test_filters_over_http(server, http, counter_artifact):
     assert w3.eth.uninstall_filter(log_filter.filter_id) is False
     reply = rpc(http, server.url(OPEN_KEY, "opbnb-testnet"), "eth_getFilterChanges", [log_filter.filter_id])
     assert reply.json()["error"] == {"code": -32000, "message": "filter not found"}
+
+
+def test_create_access_list_and_get_proof(server, counter_artifact):
+    import rlp
+    from eth_utils import keccak
+    from trie import HexaryTrie
+
+    w3 = w3_for(server, "unichain-mainnet")
+    counter = w3.eth.contract(abi=counter_artifact["abi"], bytecode=counter_artifact["bytecode"])
+    data = counter.constructor(5).build_transaction({"from": DEV[0].address, "gas": 600_000})["data"]
+    address = w3.eth.wait_for_transaction_receipt(send(w3, DEV[0], {"data": data, "gas": 600_000})).contractAddress
+    contract = w3.eth.contract(address=address, abi=counter_artifact["abi"])
+
+    increment = {"from": DEV[0].address, "to": address, "data": contract.encode_abi("increment", [])}
+    result = w3.eth.create_access_list(increment)
+    assert [(entry["address"], list(entry["storageKeys"])) for entry in result["accessList"]] == [
+        (address, ["0x" + "00" * 32])]
+    # the list is worth sending: the transaction with it is mined and costs what createAccessList said
+    tx = {**increment, "accessList": result["accessList"], "gas": 100_000}
+    receipt = w3.eth.wait_for_transaction_receipt(send(w3, DEV[0], {k: v for k, v in tx.items() if k != "from"}))
+    assert receipt.status == 1 and receipt.gasUsed == result["gasUsed"]
+
+    proof = w3.eth.get_proof(address, [0, 1], "latest")
+    assert proof["nonce"] == 1 and proof["balance"] == 0
+    assert [int.from_bytes(entry["value"], "big") for entry in proof["storageProof"]] == [6, int(DEV[0].address, 16)]
+    state_root = w3.eth.get_block("latest")["stateRoot"]
+    account = HexaryTrie.get_from_proof(state_root, keccak(bytes.fromhex(address[2:])),
+                                        tuple(rlp.decode(bytes(node)) for node in proof["accountProof"]))
+    assert rlp.decode(account)[2] == bytes(proof["storageHash"])
+    slot = HexaryTrie.get_from_proof(bytes(proof["storageHash"]), keccak((0).to_bytes(32, "big")),
+                                     tuple(rlp.decode(bytes(node)) for node in proof["storageProof"][0]["proof"]))
+    assert rlp.decode(slot) == b"\x06"

@@ -242,7 +242,7 @@ class EvmChain:
         "eth_getTransactionByBlockHashAndIndex", "eth_getTransactionReceipt", "eth_getBlockReceipts", "eth_call",
         "eth_estimateGas", "eth_sendRawTransaction", "eth_getLogs", "eth_newFilter", "eth_newBlockFilter",
         "eth_newPendingTransactionFilter", "eth_getFilterChanges", "eth_getFilterLogs", "eth_uninstallFilter",
-        "eth_accounts",
+        "eth_accounts", "eth_createAccessList", "eth_getProof",
     })
     CONTROL_METHODS = frozenset({
         "evm_snapshot", "evm_revert", "evm_mine", "evm_increaseTime", "evm_setNextBlockTimestamp",
@@ -579,7 +579,10 @@ class EvmChain:
             tx["gas_price"] = 0  # a call pays nothing unless it says so, as geth does
         return tx
 
-    def _execute(self, tx: dict[str, Any], block: Any) -> Any:
+    def _execute(self, tx: dict[str, Any], block: Any, *, access_list: tuple = (),
+                 touched: list[tuple[bytes, int | None]] | None = None) -> Any:
+        """Run TX on top of BLOCK and throw the state away. TOUCHED, if given, collects (address, slot or None)
+        for every account and storage slot the execution warmed (for eth_createAccessList)."""
         from eth.vm.spoof import SpoofTransaction
 
         header = block.header
@@ -593,7 +596,13 @@ class EvmChain:
         tx.setdefault("data", b"")
         tx.setdefault("to", b"")
         builder = vm.get_transaction_builder()
-        if "gas_price" in tx:
+        if access_list:
+            unsigned = builder.new_unsigned_dynamic_fee_transaction(
+                chain_id=self.chain_id, nonce=tx["nonce"], max_priority_fee_per_gas=tx.get("max_priority_fee_per_gas", 0),
+                max_fee_per_gas=tx.get("max_fee_per_gas", tx.get("gas_price", 0)), gas=tx["gas"], to=tx["to"],
+                value=tx["value"], data=tx["data"], access_list=access_list,
+            )
+        elif "gas_price" in tx:
             unsigned = builder.create_unsigned_transaction(
                 nonce=tx["nonce"], gas_price=tx["gas_price"], gas=tx["gas"], to=tx["to"], value=tx["value"],
                 data=tx["data"],
@@ -605,15 +614,20 @@ class EvmChain:
                 access_list=(),
             )
         spoofed = SpoofTransaction(unsigned, from_=tx["from"])
+        if touched is not None:
+            _record_warming(state, touched)
         snapshot = state.snapshot()
         try:
-            if "gas_price" in tx and tx["gas_price"] == 0:
+            if tx.get("gas_price", None) == 0 or (access_list and not tx.get("max_fee_per_gas")):
                 with _zero_base_fee(state):
                     computation = state.apply_transaction(spoofed)
             else:
                 computation = state.apply_transaction(spoofed)
         finally:
             state.revert(snapshot)
+        # what a receipt would say: intrinsic gas + execution - refund (capped at a fifth, EIP-3529)
+        used = unsigned.intrinsic_gas + computation.get_gas_used()
+        computation.transaction_gas_used = used - min(computation.get_gas_refund(), used // 5)
         return computation
 
     def _raise_for_computation(self, computation: Any) -> None:
@@ -636,6 +650,74 @@ class EvmChain:
         computation = self._execute(tx, block)
         self._raise_for_computation(computation)
         return hb(computation.output)
+
+    def _eth_createAccessList(self, params: Any) -> dict[str, Any]:
+        """geth's answer: every account and slot the call touches, less the sender, the recipient (unless its
+        storage is touched) and the precompiles; gasUsed with that list."""
+        tx_param, block_param = p.positional(params, "eth_createAccessList", 1, 1)
+        tx = self._call_transaction(tx_param, "eth_createAccessList")
+        block = self._block_or_fail(p.block_id(block_param))
+        touched: list[tuple[bytes, int | None]] = []
+        first = self._execute(dict(tx), block, touched=touched)
+        excluded = {tx["from"], tx.get("to", b""), ZERO_ADDRESS} | PRECOMPILES  # ZERO_ADDRESS: the coinbase, warm since Shanghai
+        slots: dict[bytes, list[int]] = {}
+        for address, slot in touched:
+            if slot is None:
+                if address not in excluded:
+                    slots.setdefault(address, [])
+            elif slot not in slots.setdefault(address, []):
+                slots[address].append(slot)
+        access_list = tuple((address, tuple(keys)) for address, keys in slots.items())
+        computation = self._execute(dict(tx), block, access_list=access_list) if access_list else first
+        result: dict[str, Any] = {
+            "accessList": [{"address": hb(address), "storageKeys": [hb(k.to_bytes(32, "big")) for k in keys]}
+                           for address, keys in access_list],
+            "gasUsed": hx((computation if not computation.is_error else first).transaction_gas_used),
+        }
+        if computation.is_error:
+            try:
+                self._raise_for_computation(computation)
+            except RpcError as exc:
+                result["error"] = exc.message
+        return result
+
+    def _eth_getProof(self, params: Any) -> dict[str, Any]:
+        """EIP-1186: the account's and the slots' Merkle proofs against the block's state root."""
+        import rlp
+        from eth.constants import BLANK_ROOT_HASH
+        from eth.rlp.accounts import Account
+        from eth_utils import keccak
+        from trie import HexaryTrie
+
+        account_param, keys_param, block_param = p.positional(params, "eth_getProof", 2, 1)
+        address = p.address(account_param)
+        if not isinstance(keys_param, list) or len(keys_param) > 1000:
+            raise invalid_params("eth_getProof: storage keys must be an array of at most 1000 slots")
+        slots = [_slot(key) for key in keys_param]
+        header = self._block_or_fail(p.block_id(block_param)).header
+        db = self._chain.chaindb.db
+        state_trie = HexaryTrie(db, root_hash=header.state_root)
+        account_key = keccak(address)
+        account_proof = state_trie.get_proof(account_key)
+        encoded = state_trie.get(account_key)
+        account = rlp.decode(encoded, sedes=Account) if encoded else Account(0, 0, BLANK_ROOT_HASH, keccak(b""))
+        storage_trie = HexaryTrie(db, root_hash=account.storage_root)
+        storage_proof = []
+        for slot in slots:
+            slot_key = keccak(slot.to_bytes(32, "big"))
+            raw = storage_trie.get(slot_key)
+            value = rlp.decode(raw, sedes=rlp.sedes.big_endian_int) if raw else 0
+            storage_proof.append({"key": hx(slot), "value": hx(value),
+                                  "proof": [hb(rlp.encode(node)) for node in storage_trie.get_proof(slot_key)]})
+        return {
+            "address": hb(address),
+            "accountProof": [hb(rlp.encode(node)) for node in account_proof],
+            "balance": hx(account.balance),
+            "codeHash": hb(account.code_hash),
+            "nonce": hx(account.nonce),
+            "storageHash": hb(account.storage_root),
+            "storageProof": storage_proof,
+        }
 
     def _eth_estimateGas(self, params: Any) -> str:
         tx_param, block_param = p.positional(params, "eth_estimateGas", 1, 1)
@@ -1225,6 +1307,26 @@ def _encode_transaction(tx: Any) -> str:
 
     raw = tx.encode() if hasattr(tx, "encode") else rlp.encode(tx)
     return raw.hex()
+
+
+PRECOMPILES = frozenset(i.to_bytes(20, "big") for i in range(1, 0x12))  # 0x01-0x11 under Prague
+
+
+def _record_warming(state: Any, touched: list[tuple[bytes, int | None]]) -> None:
+    """Wrap this state's warm-marking methods to record what the execution touches (the EVM warms every account
+    and slot it reads or writes, EIP-2929)."""
+    mark_address, mark_storage = state.mark_address_warm, state.mark_storage_warm
+
+    def address_warm(address: bytes) -> None:
+        touched.append((address, None))
+        mark_address(address)
+
+    def storage_warm(address: bytes, slot: int) -> None:
+        touched.append((address, slot))
+        mark_storage(address, slot)
+
+    state.mark_address_warm = address_warm
+    state.mark_storage_warm = storage_warm
 
 
 def _int_param(value: Any, what: str) -> int:
