@@ -60,5 +60,13 @@ class Journal:
         return len(self._entries)
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def iso_time(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds; the part down to the second is formatted once a second."""
+    global _second_cache
+    second = int(unix // 1)
+    if _second_cache[0] != second:
+        _second_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_cache[1]}.{min(999, int((unix - second) * 1000)):03d}Z"

@@ -51,6 +51,7 @@ def make_server(
         app, log_level=log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=3,
         ws_max_size=settings.ws_max_message_bytes,
         limit_concurrency=settings.max_connections,
+        proxy_headers=False,  # the client address is the peer's: X-Forwarded-For cannot pose as loopback
         timeout_keep_alive=settings.keep_alive_seconds,
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,  # `serve --tls`: HTTPS and WSS (mockinfura/tls.py)
     )

@@ -28,7 +28,7 @@ def _state(request: Request) -> MockState:
     return request.app.state.mock
 
 
-def require_control_access(request: Request) -> None:
+async def require_control_access(request: Request) -> None:
     server = _state(request).config.server
     if server.control == "open":
         return
@@ -87,7 +87,7 @@ async def control_rpc(network: str, request: Request) -> Response:
     out = []
     for call in calls:
         reply = await _control_reply(state, network, call)
-        if call.wants_reply or not is_batch:  # a batch's notifications get no reply
+        if call.wants_reply or call.error is not None or not is_batch:  # a batch's notifications get no reply
             out.append(reply)
     return Response(dump(out if is_batch else out[0]), media_type="application/json")
 

@@ -84,8 +84,18 @@ class _KeyMeter:
     day_total: int = 0
 
 
+_day_cache: tuple[int, int, str] = (0, -1, "")  # (start, end) of the cached UTC day, and its name
+
+
 def utc_day(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d")
+    """The UTC day of UNIX as YYYY-MM-DD; formatted once a day, not once a request."""
+    global _day_cache
+    start, end, name = _day_cache
+    if not start <= unix < end:
+        day_start = int(unix // 86_400) * 86_400
+        name = datetime.fromtimestamp(day_start, UTC).strftime("%Y-%m-%d")
+        _day_cache = (day_start, day_start + 86_400, name)
+    return name
 
 
 class Meter:
