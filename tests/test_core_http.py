@@ -187,3 +187,19 @@ def test_method_not_found_status_is_configurable():
         reply = rpc(client, process.url(OPEN_KEY), "eth_sign")
         assert reply.status_code == 400
         assert reply.json()["error"]["code"] == -32601
+
+
+def test_first_calls_to_a_new_network_do_not_wait_for_its_chain(server, http):
+    import time
+
+    assert "celo-mainnet" not in http.get(f"{server.base_url}/_mock/health").json()["built"]
+    assert rpc(http, server.url(OPEN_KEY, "celo-mainnet"), "eth_blockNumber").json()["result"] == "0x0"
+    assert rpc(http, server.url(OPEN_KEY, "celo-mainnet"), "eth_chainId").json()["result"] == hex(42220)
+    # the chain is being built meanwhile, and then answers the same
+    deadline = time.monotonic() + 30
+    while "celo-mainnet" not in http.get(f"{server.base_url}/_mock/health").json()["built"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert rpc(http, server.url(OPEN_KEY, "celo-mainnet"), "eth_getBalance",
+               ["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"]).json()["result"] == hex(10_000 * 10**18)
+    assert rpc(http, server.url(OPEN_KEY, "celo-mainnet"), "eth_blockNumber").json()["result"] == "0x0"

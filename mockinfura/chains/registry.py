@@ -88,13 +88,13 @@ def _evm_chain(chain: Any) -> Any:
 
 
 def _export(chain: Any) -> dict[str, Any] | None:
-    target = _evm_chain(chain)
-    return target.export_state() if target is not None else None
+    target = _evm_chain(chain)  # anvil and upstream chains have no state to export: skipped
+    return target.export_state() if target is not None and hasattr(target, "export_state") else None
 
 
 def _import(chain: Any, state: dict[str, Any]) -> None:
     target = _evm_chain(chain)
-    if target is not None:
+    if target is not None and hasattr(target, "import_state"):
         target.import_state(state)
 
 
@@ -139,8 +139,18 @@ class ChainRegistry:
                 balance=chain_settings.balance,
                 clock=self.clock,
             )
+        elif settings.backend == "upstream":
+            from mockinfura.chains.upstream import UpstreamChain
+
+            chain = UpstreamChain(network, CATALOGUE[network].chain_id, settings.url, timeout=settings.timeout)
+        elif settings.backend == "anvil":
+            from mockinfura.chains.anvil import AnvilChain
+
+            chain = AnvilChain(network, CATALOGUE[network].chain_id, mnemonic=chain_settings.mnemonic,
+                               accounts=chain_settings.accounts, balance=chain_settings.balance,
+                               anvil_path=settings.anvil_path, timeout=settings.timeout)
         saved = self.pending_states.pop(network, None)
-        if saved is not None and chain is not None:
+        if saved is not None and chain is not None and hasattr(chain, "import_state"):
             chain.import_state(saved)
         if settings.fixtures or settings.backend == "canned":
             from mockinfura.chains.canned import CannedChain, load_fixtures
@@ -148,12 +158,55 @@ class ChainRegistry:
             chain = CannedChain(network, load_fixtures(settings.fixtures, network), fallback=chain)
         return chain
 
+    def genesis_answer(self, network: str, method: str, params: Any) -> Any:
+        """What a network not built yet answers without building it (a chain at genesis), or None.
+
+        Only for the embedded chain with no fixtures, no saved state and no interval mining; the chain is then built
+        in the background, so a first `eth_chainId` or `eth_blockNumber` does not wait for py-evm to load.
+        """
+        if network in self._slots or method not in INLINE_METHODS or params not in ([], None):
+            return None
+        settings = self.config.network_settings(network)
+        if settings.backend != "evm" or settings.fixtures or network in self.pending_states or self.config.chain.block_time:
+            return None
+        self.slot(network)  # build it now, on its own thread
+        chain_id = CATALOGUE[network].chain_id
+        return {"eth_chainId": hex(chain_id), "net_version": str(chain_id), "eth_blockNumber": "0x0"}[method]
+
     async def call(self, network: str, method: str, params: Any, *, owner: str = "", control: bool = False) -> Any:
+        answer = self.genesis_answer(network, method, params)
+        if answer is not None:
+            return answer
         slot = self.slot(network)
         chain = slot.chain
-        if chain is not None and method in INLINE_METHODS and getattr(chain, "inline_safe", False):
-            return chain.call(method, params, owner=owner, control=control)
+        if chain is not None:
+            if method in INLINE_METHODS and getattr(chain, "inline_safe", False):
+                return chain.call(method, params, owner=owner, control=control)
+            acall = getattr(type(chain), "acall", None)  # anvil, upstream: forwarded from the event loop, no thread hop
+            if acall is not None:
+                return await acall(chain, method, params, owner=owner, control=control)
         return await slot.run(lambda c: c.call(method, params, owner=owner, control=control))
+
+    def start_backends(self) -> None:
+        """Build now every network served by anvil or an upstream node, and check the upstreams' chain ids.
+
+        For `mockinfura serve`, before it listens. Raises BackendError (mockinfura.chains.upstream): anvil missing
+        or not starting, a chain id mismatch. An upstream not reachable yet is only logged: it is checked on first
+        contact instead.
+        """
+        from mockinfura.chains.upstream import BackendError, UpstreamError
+
+        for network, settings in self.config.networks.items():
+            if settings.backend not in ("anvil", "upstream"):
+                continue
+            chain = self.slot(network).result()
+            target = getattr(chain, "fallback", None) or chain  # behind canned fixtures, if any
+            try:
+                target.verify()
+            except BackendError:
+                raise
+            except UpstreamError as exc:
+                log.warning("network %s: %s (its chain id is checked on first contact)", network, exc.message)
 
     async def reset(self) -> None:
         self.pending_states.clear()
@@ -195,3 +248,13 @@ class ChainRegistry:
             if slot.miner is not None:
                 slot.miner.stop()
             slot.executor.shutdown(wait=False, cancel_futures=True)
+            slot._ready.add_done_callback(lambda _, s=slot: _close_chain(s))  # anvil processes, upstream pools
+
+
+def _close_chain(slot: ChainSlot) -> None:
+    close = getattr(slot.chain, "close", None) if slot.chain is not None else None
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing the chain of %s failed", slot.network)
