@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from mockinfura.gateway import replies
@@ -91,6 +91,38 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def record_request(
+    state: MockState, connection: HTTPConnection, network: str | None, key: str | None, methods: list[str],
+    decision: str, reason: str, status: int, credits: int = 0, transport: str = "http",
+) -> None:
+    """One journal entry for an HTTP request or a WebSocket handshake or message."""
+    headers = connection.headers
+    client = connection.client
+    state.journal.record(JournalEntry(
+        time=iso_time(state.clock.now()),
+        network=network,
+        key=key,
+        methods=methods,
+        client=f"{client.host}:{client.port}" if client else None,
+        user_agent=headers.get("user-agent"),
+        origin=headers.get("origin"),
+        decision=decision,
+        reason=reason,
+        status=status,
+        credits=credits,
+        transport=transport,
+    ))
+
+
+def charge_refusal(state: MockState, key: str | None, refusal: Refusal) -> int:
+    """infura.md 5 [choice]: a 4xx refusal charges 5 credits to the key it names, if that key exists; 402 and 429
+    cost nothing."""
+    if not (400 <= refusal.status < 500) or refusal.status in FREE_STATUSES or state.api_key(key) is None:
+        return 0
+    meter = state.meter
+    return meter.settle(key, 0, [(REFUSED_USAGE_NAME, meter.table.client_error)], state.clock.now())
+
+
 class InfuraEndpoint:
     """The ASGI-level handler for every path that is not the control plane's."""
 
@@ -101,29 +133,11 @@ class InfuraEndpoint:
         self, request: Request, network: str | None, key: str | None, methods: list[str], decision: str,
         reason: str, status: int, credits: int = 0,
     ) -> None:
-        headers = request.headers
-        client = request.client
-        self.state.journal.record(JournalEntry(
-            time=iso_time(self.state.clock.now()),
-            network=network,
-            key=key,
-            methods=methods,
-            client=f"{client.host}:{client.port}" if client else None,
-            user_agent=headers.get("user-agent"),
-            origin=headers.get("origin"),
-            decision=decision,
-            reason=reason,
-            status=status,
-            credits=credits,
-        ))
+        record_request(self.state, request, network, key, methods, decision, reason, status, credits)
 
     def _refuse(self, request: Request, refusal: Refusal, network: str | None, key: str | None,
                 methods: list[str]) -> Response:
-        credits = 0
-        if 400 <= refusal.status < 500 and refusal.status not in FREE_STATUSES and self.state.api_key(key):
-            # infura.md 5 [choice]: a 4xx refusal charges the key it names, if that key exists
-            meter = self.state.meter
-            credits = meter.settle(key, 0, [(REFUSED_USAGE_NAME, meter.table.client_error)], self.state.clock.now())
+        credits = charge_refusal(self.state, key, refusal)
         self._journal(request, network, key, methods, "refused", refusal.reason, refusal.status, credits)
         return refusal_response(refusal)
 
@@ -178,7 +192,9 @@ class InfuraEndpoint:
                                            used=hit.used)
             return self._refuse(request, refusal, target.network, target.key, methods)
         status, payload = await self.answer(target.network, decision, is_batch, calls)
-        if status >= 400:  # a 4xx reply (a -32601 configured as 400) costs 5, not the calls' price
+        if status >= 500:  # infura.md 5: a 5xx reply (the node behind failed: 502/504) costs nothing
+            charges = []
+        elif status >= 400:  # a 4xx reply (a -32601 configured as 400) costs 5, not the calls' price
             charges = [(REFUSED_USAGE_NAME, meter.table.client_error)]
         credits = meter.settle(target.key, reserved, charges, state.clock.now())
         self._journal(request, target.network, target.key, methods, "allowed", decision.reason, status, credits)
@@ -189,20 +205,27 @@ class InfuraEndpoint:
         if is_batch and not calls:
             return 200, dump(error_reply(None, RpcError(INVALID_REQUEST, "empty batch")))
         replies_out = []
+        failed: list[int] = []  # HTTP statuses of calls the node behind failed (UpstreamError: 502 or 504)
         for call in calls:
-            reply = await self.answer_one(network, grant, call)
-            if call.wants_reply or not is_batch:
+            reply = await self.answer_one(network, grant, call, failed)
+            # JSON-RPC 2.0: a notification gets no reply in a batch, but an invalid call always does (id null)
+            if call.wants_reply or call.error is not None or not is_batch:
                 replies_out.append(reply)
         if is_batch:
-            return 200, dump(replies_out)
+            # [choice] a batch takes the node's failure status (the worst) only when every call of it failed so
+            # (the node was down or slow for all); else 200 with each failure as its call's error
+            return (max(failed) if failed and len(failed) == len(calls) else 200), dump(replies_out)
         reply = replies_out[0]
         status = 200
         error = reply.get("error")
-        if error is not None and error.get("code") == METHOD_NOT_FOUND:
+        if failed:  # infura.md 3: 502 (node unreachable), 504 (node too slow)
+            status = failed[0]
+        elif error is not None and error.get("code") == METHOD_NOT_FOUND:
             status = self.state.config.server.method_not_found_status
         return status, dump(reply)
 
-    async def answer_one(self, network: str, grant: Grant, call: Call) -> dict[str, Any]:
+    async def answer_one(self, network: str, grant: Grant, call: Call,
+                         failed: list[int] | None = None) -> dict[str, Any]:
         if call.error is not None:
             return error_reply(call.reply_id, call.error)
         refusal = infura_refusal(call.method)
@@ -211,6 +234,9 @@ class InfuraEndpoint:
         try:
             result = await self.state.chains.call(network, call.method, call.params, owner=grant.api_key.key)
         except RpcError as exc:
+            http_status = getattr(exc, "http_status", None)  # chains/upstream.py UpstreamError
+            if http_status is not None and failed is not None:
+                failed.append(http_status)
             return error_reply(call.reply_id, exc)
         except Exception as exc:  # a bug below the gateway: a JSON-RPC error, never a 500
             log.exception("internal error answering %s on %s", call.method, network)

@@ -26,14 +26,13 @@ from mockinfura.gateway import replies
 from mockinfura.gateway.access import Grant, check_request
 from mockinfura.gateway.replies import Refusal
 from mockinfura.gateway.routes import (
-    FREE_STATUSES,
     INVALID_USAGE_NAME,
-    REFUSED_USAGE_NAME,
     InfuraEndpoint,
+    charge_refusal,
     parse_infura_path,
+    record_request,
     refusal_response,
 )
-from mockinfura.journal import JournalEntry, iso_time
 from mockinfura.networks import CATALOGUE
 from mockinfura.rpc.envelope import Call, NotJson, dump, error_reply, parse_calls, parse_json, result_reply
 from mockinfura.rpc.errors import INTERNAL_ERROR, INVALID_INPUT, INVALID_REQUEST, RpcError
@@ -229,11 +228,7 @@ class WebSocketEndpoint:
             await websocket.close(1008, refusal.body.decode(errors="replace").strip()[:120])
 
     def _charge_refusal(self, key: str | None, refusal: Refusal) -> int:
-        """infura.md 5 [choice], as over HTTP: a 4xx refusal charges the key it names, if that key exists."""
-        if not (400 <= refusal.status < 500) or refusal.status in FREE_STATUSES or self.state.api_key(key) is None:
-            return 0
-        meter = self.state.meter
-        return meter.settle(key, 0, [(REFUSED_USAGE_NAME, meter.table.client_error)], self.state.clock.now())
+        return charge_refusal(self.state, key, refusal)
 
     def _refuse_frame(self, connection: Connection, refusal: Refusal, methods: list[str]) -> None:
         credits = self._charge_refusal(connection.key, refusal)
@@ -242,22 +237,7 @@ class WebSocketEndpoint:
 
     def _journal(self, websocket: WebSocket, network: str | None, key: str | None, methods: list[str],
                  decision: str, reason: str, status: int, credits: int = 0) -> None:
-        headers = websocket.headers
-        client = websocket.client
-        self.state.journal.record(JournalEntry(
-            time=iso_time(self.state.clock.now()),
-            network=network,
-            key=key,
-            methods=methods,
-            client=f"{client.host}:{client.port}" if client else None,
-            user_agent=headers.get("user-agent"),
-            origin=headers.get("origin"),
-            decision=decision,
-            reason=reason,
-            status=status,
-            credits=credits,
-            transport="websocket",
-        ))
+        record_request(self.state, websocket, network, key, methods, decision, reason, status, credits, "websocket")
 
     # ------------------------------------------------------------------ open socket
 
