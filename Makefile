@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# anvil for the anvil/upstream backend tests (tests/test_backends.py), from npm into .tools/ (gitignored)
+TOOLS := .tools
+ANVIL := $(TOOLS)/node_modules/.bin/anvil
+ANVIL_VERSION ?= 1.7.1
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean anvil
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +25,12 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+$(ANVIL):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION)
+
+anvil: $(ANVIL)
+
+test: install lint $(ANVIL)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: install

@@ -130,7 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _fail(str(exc), 1)
         atexit.register(tls_files.cleanup)  # the server certificate's temporary folder
 
-    from mockinfura.serving import BindError, bind_socket, prewarm_chain_imports, serve
+    from mockinfura.serving import BindError, bind_socket, serve
 
     try:
         sock = bind_socket(host, port)
@@ -145,6 +145,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if problem:
             sock.close()
             return _fail(problem)
+    from mockinfura.chains.upstream import BackendError
+
+    try:
+        app.state.chains.start_backends()  # anvil processes, upstream chain-id checks: before listening
+    except BackendError as exc:
+        sock.close()
+        app.state.chains.close()
+        return _fail(str(exc))
 
     def ready() -> None:
         lines = _listening_lines(config, host, real_port, "https" if tls_files else "http")
@@ -156,7 +164,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lines.append(f"  trust it with SSL_CERT_FILE={ca} or REQUESTS_CA_BUNDLE={ca} (Python), "
                          f"NODE_EXTRA_CA_CERTS={ca} (Node)")
         print("\n".join(lines), flush=True)
-        prewarm_chain_imports()
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -6,10 +6,11 @@ each naming the file, the key and the field.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ MAX_JWT_PUBLIC_KEYS = 3  # spec 2.2 [doc]
 MAX_ALLOWLIST_ENTRIES = 30  # spec 2.4 [doc]
 ALLOWLIST_TYPES = ("methods", "addresses", "origins", "user_agents")
 PLANS = ("unlimited", "free", "developer", "team")
-BACKENDS = ("evm", "canned")  # "anvil" and "upstream" come with the chain-backends issue
+BACKENDS = ("evm", "canned", "anvil", "upstream")
+DEFAULT_BACKEND_TIMEOUT_SECONDS = 10.0  # [networks.<name>] timeout: one call forwarded to anvil or an upstream
+MAX_BACKEND_TIMEOUT_SECONDS = 3600.0  # a bounded wait, never a hang
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # interface.md section 7
 UNITS = {"wei": 1, "gwei": 10**9, "ether": 10**18}
 
@@ -74,6 +77,9 @@ class NetworkSettings:
     name: str
     backend: str = "evm"
     fixtures: tuple[Path, ...] = ()
+    url: str | None = None  # backend = "upstream": the node's JSON-RPC URL (http:// or https://)
+    anvil_path: str | None = None  # backend = "anvil": the binary (a path, or a name on PATH); None: `anvil` on PATH
+    timeout: float = DEFAULT_BACKEND_TIMEOUT_SECONDS  # anvil/upstream: seconds for one forwarded call (502/504 after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,8 @@ class _Reader:
         self.problems: list[str] = []
 
     def problem(self, where: str, message: str) -> None:
-        self.problems.append(f"{self.source}: {where}: {message}")
+        # one problem, one line: a label or a value with a line break in it must not split it
+        self.problems.append(_one_line(f"{self.source}: {where}: {message}"))
 
     def table(self, value: Any, where: str) -> dict[str, Any]:
         if isinstance(value, dict):
@@ -197,6 +204,9 @@ class _Reader:
         if value < 0:
             self.problem(f"{where}.{name}", f"must not be negative, got {value}")
             return default
+        if isinstance(value, float) and not math.isfinite(value):  # TOML has nan and inf
+            self.problem(f"{where}.{name}", f"expected a finite number, got {value}")
+            return default
         return value
 
     def string_list(self, table: dict[str, Any], name: str, where: str) -> tuple[str, ...] | None:
@@ -207,6 +217,11 @@ class _Reader:
             self.problem(f"{where}.{name}", f"expected a list of strings, got {_kind(value)}")
             return None
         return tuple(value)
+
+
+def _one_line(text: str) -> str:
+    """TEXT with every character that is not printable (line breaks of any kind included) escaped as in repr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _kind(value: Any) -> str:
@@ -262,8 +277,14 @@ def parse_balance(value: Any) -> int:
         unit = parts[1].lower()
     else:
         raise ValueError(f"expected an amount such as \"10000 ether\", got {_kind(value)}")
-    wei = amount * UNITS[unit]
-    if wei < 0 or wei != int(wei) or wei >= 2**256:
+    if not amount.is_finite():  # Decimal reads "nan" and "inf"
+        raise ValueError(f"expected an amount such as \"10000 ether\", got {value!r}")
+    if amount and not -19 <= amount.adjusted() <= 80:  # below a wei or far past 2**256 (Decimal would over/underflow)
+        raise ValueError(f"not a whole, non-negative number of wei below 2**256: {value!r}")
+    with localcontext() as context:
+        context.prec = 200  # exact: the default 28 digits would round a balance of 2**256 - 1 wei
+        wei = amount * UNITS[unit]
+    if wei < 0 or wei >= 2**256 or wei != int(wei):
         raise ValueError(f"not a whole, non-negative number of wei below 2**256: {value!r}")
     return int(wei)
 
@@ -283,6 +304,8 @@ def load_config(path: str | Path | None) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([f"{path}: not valid TOML: arrays or tables nested too deeply"]) from None
     return parse_config(document, source=str(path), base_dir=path.parent)
 
 
@@ -395,18 +418,24 @@ def _read_network(reader: _Reader, name: str, table: dict[str, Any]) -> NetworkS
     if name not in CATALOGUE:
         reader.problem(where, f"unknown network (known: {', '.join(CATALOGUE)})")
         return None
-    reader.known(table, where, ("backend", "fixtures"))
+    reader.known(table, where, ("backend", "fixtures", "url", "anvil_path", "timeout"))
     backend = reader.string(table, "backend", where, "evm")
     if backend not in BACKENDS:
         reader.problem(f"{where}.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}")
         backend = "evm"
+    backend_fields = _read_backend_fields(reader, where, backend, table)
     fixtures = reader.string_list(table, "fixtures", where) or ()
     paths = []
     for entry in fixtures:
         path = Path(entry)
         if not path.is_absolute():
             path = reader.base_dir / path
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte, text that is not a file name
+            reader.problem(f"{where}.fixtures", f"cannot use {str(path)[:200]!r}: {getattr(exc, 'strerror', None) or exc}")
+            continue
+        if not exists:
             reader.problem(f"{where}.fixtures", f"no such file or folder: {path}")
             continue
         paths.append(path)
@@ -417,7 +446,55 @@ def _read_network(reader: _Reader, name: str, table: dict[str, Any]) -> NetworkS
             load_fixtures(paths, name)
         except FixtureError as exc:
             reader.problem(f"{where}.fixtures", str(exc))
-    return NetworkSettings(name=name, backend=backend, fixtures=tuple(paths))
+    return NetworkSettings(name=name, backend=backend, fixtures=tuple(paths), **backend_fields)
+
+
+def _read_backend_fields(reader: _Reader, where: str, backend: str, table: dict[str, Any]) -> dict[str, Any]:
+    """url (upstream), anvil_path (anvil) and timeout (both), each only where its backend uses it."""
+    fields: dict[str, Any] = {}
+    for name, owner in (("url", "upstream"), ("anvil_path", "anvil"), ("timeout", None)):
+        if name in table and backend not in ((owner,) if owner else ("anvil", "upstream")):
+            wanted = f'"{owner}"' if owner else '"anvil" or "upstream"'
+            reader.problem(f"{where}.{name}", f'only for backend = {wanted}; this network\'s backend is "{backend}"')
+    url = reader.string(table, "url", where, None)
+    if backend == "upstream":
+        if url is None:
+            reader.problem(f"{where}.url", "backend = \"upstream\" needs the node's url, e.g. \"http://127.0.0.1:8546\"")
+        elif not _http_url(url):
+            reader.problem(f"{where}.url", f"expected an http:// or https:// URL, got {url!r}")
+        else:
+            fields["url"] = url
+    anvil_path = reader.string(table, "anvil_path", where, None)
+    if anvil_path is not None and (not anvil_path.strip() or any(ord(c) < 32 or c == "\x7f" for c in anvil_path)):
+        reader.problem(f"{where}.anvil_path", f"expected a path or a command name, got {anvil_path!r}")
+        anvil_path = None
+    if backend == "anvil" and anvil_path:
+        path = Path(anvil_path).expanduser()
+        if len(path.parts) > 1 and not path.is_absolute():  # a relative path is the config file's; a bare name: PATH
+            path = reader.base_dir / path
+        fields["anvil_path"] = str(path)
+    if "timeout" in table:
+        timeout = reader.number(table, "timeout", where, DEFAULT_BACKEND_TIMEOUT_SECONDS)
+        if not 0 < timeout <= MAX_BACKEND_TIMEOUT_SECONDS:  # (NaN fails this too)
+            reader.problem(f"{where}.timeout", f"must be more than 0 and at most {MAX_BACKEND_TIMEOUT_SECONDS:g} "
+                           f"seconds, got {timeout}")
+        else:
+            fields["timeout"] = float(timeout)
+    return fields
+
+
+def _http_url(url: str) -> bool:
+    """An http(s) URL with a host, a valid port and no spaces or control characters."""
+    from urllib.parse import urlsplit
+
+    if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url) or any(ord(c) < 32 or c == "\x7f" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return bool(parts.hostname)
 
 
 API_KEY_FIELDS = (
@@ -536,7 +613,7 @@ def _read_jwt_public_keys(reader: _Reader, where: str, value: Any) -> tuple[JwtP
             origin = str(path)
             try:
                 pem = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
+            except (OSError, ValueError) as exc:  # ValueError: not UTF-8, a NUL byte, a lone surrogate in the name
                 reader.problem(f"{entry_where}.public_key", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
                 continue
         try:
@@ -557,10 +634,12 @@ def _read_jwt_public_keys(reader: _Reader, where: str, value: Any) -> tuple[JwtP
 
 def api_key_from_dict(entry: dict[str, Any], *, label: str = "runtime") -> ApiKeyConfig:
     """An API key given as JSON at run time (control plane), validated as the config's are."""
+    from mockinfura.rpc.envelope import without_lone_surrogates
+
     reader = _Reader("request body", Path.cwd())
     if not isinstance(entry, dict):
         raise ConfigError(["request body: expected a JSON object"])
-    entry = dict(entry)
+    entry = without_lone_surrogates(entry)  # JSON allows "\ud800"; a key that kept one could never be shown again
     label = str(entry.pop("label", label))
     api_key = read_api_key(reader, label, entry)
     if reader.problems or api_key is None:

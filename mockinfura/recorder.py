@@ -132,10 +132,10 @@ class RecorderApp:
         self._client: Any = None
 
     async def _http(self) -> Any:
-        if self._client is None:
-            import httpx
+        if self._client is None:  # the upstream backend's keep-alive client (mockinfura/chains/upstream.py)
+            from mockinfura.chains.upstream import AsyncHttpClient
 
-            self._client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT_SECONDS, trust_env=False)
+            self._client = AsyncHttpClient(self.upstream, UPSTREAM_TIMEOUT_SECONDS)
         return self._client
 
     async def aclose(self) -> None:
@@ -169,23 +169,23 @@ class RecorderApp:
             decoded = name.decode("latin-1").lower()
             if decoded in FORWARDED_HEADERS:
                 headers[decoded] = value.decode("latin-1")
-        import httpx
+        from mockinfura.chains.upstream import UpstreamError
 
         client = await self._http()
         try:
-            upstream = await client.post(self.upstream, content=bytes(body), headers=headers)
-        except httpx.HTTPError as exc:
-            error = {"code": -32603, "message": f"mockinfura record: upstream unreachable: {type(exc).__name__}: {exc}"}
-            await _send(send, 502, {"jsonrpc": "2.0", "id": None, "error": error})
+            upstream = await client.post(bytes(body), headers)
+        except UpstreamError as exc:  # 502 (unreachable, dropped) or 504 (no reply within the timeout)
+            error = {"code": -32603, "message": f"mockinfura record: {exc.message}"}
+            await _send(send, exc.http_status, {"jsonrpc": "2.0", "id": None, "error": error})
             return
         try:
-            reply_document = upstream.json()
+            reply_document = json.loads(upstream.body)
         except ValueError:
             pass
         else:
-            record_exchange(self.recording, request_document, upstream.status_code, reply_document)
+            record_exchange(self.recording, request_document, upstream.status, reply_document)
         content_type = upstream.headers.get("content-type", "application/json")
-        await _send_raw(send, upstream.status_code, upstream.content, content_type)
+        await _send_raw(send, upstream.status, upstream.body, content_type)
 
 
 async def _send(send: Any, status: int, document: Any) -> None:

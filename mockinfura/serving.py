@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -56,18 +55,6 @@ def make_server(
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,  # `serve --tls`: HTTPS and WSS (mockinfura/tls.py)
     )
     return Server(config)
-
-
-def prewarm_chain_imports() -> None:
-    """Import py-evm in the background once listening, so the first call to a chain is quicker."""
-
-    def run() -> None:
-        from mockinfura.chains import import_pyevm
-
-        with contextlib.suppress(Exception):
-            import_pyevm()
-
-    threading.Thread(target=run, name="prewarm", daemon=True).start()
 
 
 async def serve(

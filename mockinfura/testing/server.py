@@ -185,6 +185,12 @@ class MockInfura:
             # loopback client can wait 40 ms per request on a delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._app = create_app(config)
+            from mockinfura.chains.upstream import BackendError
+
+            try:
+                self._app.state.chains.start_backends()  # anvil processes, upstream chain-id checks
+            except BackendError as exc:
+                raise StartError(f"mockinfura could not start: {exc}") from None
             self._server = serving.make_server(self._app)
             self._thread_error = None
             self._thread = threading.Thread(target=self._run, name=f"mockinfura-{self.port}", daemon=True)
