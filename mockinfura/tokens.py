@@ -64,7 +64,7 @@ def key_id_of_der(der: bytes) -> str:
 
 def load_public_key(pem: str) -> LoadedPublicKey:
     """A public key PEM (SubjectPublicKeyInfo), checked; raises PublicKeyError saying what is wrong."""
-    data = pem.strip().encode()
+    data = pem.strip().encode(errors="replace")  # a lone surrogate (JSON allows one) cannot be PEM: refused below
     if b"PRIVATE KEY" in data:
         raise PublicKeyError("this is a private key; upload the public key (mockinfura keygen writes NAME.public.pem)")
     try:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from mockinfura.config import ConfigError, api_key_from_dict
 from mockinfura.networks import CATALOGUE
@@ -44,7 +45,21 @@ async def require_control_access(request: Request) -> None:
     raise HTTPException(403, f"the control plane answers loopback clients only (or send {CONTROL_TOKEN_HEADER})")
 
 
-router = APIRouter(prefix="/_mock", tags=["control plane"], dependencies=[Depends(require_control_access)])
+class ControlError(BaseModel):
+    """Every refusal of the control plane: what is wrong and, for a rejected API key or request, each problem."""
+
+    error: str
+    problems: list[str] | None = None
+
+
+def _errors(**described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the refusals a route gives (`_404="no such key"`), all shaped as ControlError."""
+    return {int(code.lstrip("_")): {"model": ControlError, "description": text} for code, text in described.items()}
+
+
+BAD_INPUT = "a parameter or the body does not fit this schema"  # FastAPI's 422, reshaped by app._validation_error
+router = APIRouter(prefix="/_mock", tags=["control plane"], dependencies=[Depends(require_control_access)],
+                   responses=_errors(_403=f"not a loopback client (and no {CONTROL_TOKEN_HEADER})"))
 
 
 @router.get("/health", summary="Ready check")
@@ -66,6 +81,9 @@ async def health(request: Request) -> dict[str, Any]:
     "evm_setNextBlockTimestamp, anvil_/hardhat_ setBalance, setCode, setNonce, setStorageAt, and "
     "eth_accounts / eth_sendTransaction for the dev accounts. Single call or batch.",
     response_class=Response,
+    responses={**_errors(_404="not a network of the catalogue", _422=BAD_INPUT),
+               400: {"description": "the body is not JSON: a JSON-RPC parse error (-32700)",
+                     "content": {"application/json": {"schema": {"type": "object"}}}}},
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"type": ["object", "array"]},
         "example": {"jsonrpc": "2.0", "id": 1, "method": "evm_snapshot", "params": []},
@@ -116,7 +134,7 @@ JOURNAL_ENTRY_EXAMPLE = {
     summary="The request journal, newest last",
     description="Every Infura-facing request: time (server clock), network, key, methods, client, User-Agent, "
     "Origin, the auth decision (allowed or refused) and its reason, HTTP status, credits charged.",
-    responses={200: {"content": {"application/json": {"example": [JOURNAL_ENTRY_EXAMPLE]}}}},
+    responses={200: {"content": {"application/json": {"example": [JOURNAL_ENTRY_EXAMPLE]}}}, **_errors(_422=BAD_INPUT)},
 )
 async def list_requests(
     request: Request,
@@ -155,7 +173,9 @@ def _key_from_body(entry: Any, key: str | None = None) -> Any:
         raise HTTPException(400, {"error": "invalid API key", "problems": exc.problems}) from None
 
 
-@router.post("/keys", summary="Create an API key (a random key when the body names none)", status_code=201)
+@router.post("/keys", summary="Create an API key (a random key when the body names none)", status_code=201,
+             responses=_errors(_400="the body is not a valid API key (each problem listed)",
+                               _409="the key exists (PUT replaces it)", _422=BAD_INPUT))
 async def create_key(request: Request, entry: dict[str, Any] = Body(..., examples=[{"require_jwt": False}])) -> dict[str, Any]:
     state = _state(request)
     api_key = _key_from_body(entry)
@@ -165,7 +185,7 @@ async def create_key(request: Request, entry: dict[str, Any] = Body(..., example
     return api_key.as_dict()
 
 
-@router.get("/keys/{key}", summary="One API key")
+@router.get("/keys/{key}", summary="One API key", responses=_errors(_404="no such API key", _422=BAD_INPUT))
 async def get_key(key: str, request: Request) -> dict[str, Any]:
     api_key = _state(request).api_key(key)
     if api_key is None:
@@ -173,7 +193,9 @@ async def get_key(key: str, request: Request) -> dict[str, Any]:
     return api_key.as_dict()
 
 
-@router.put("/keys/{key}", summary="Create (201) or replace (200) an API key")
+@router.put("/keys/{key}", summary="Create (201) or replace (200) an API key",
+            responses={201: {"description": "created"},
+                       **_errors(_400="the body is not a valid API key (each problem listed)", _422=BAD_INPUT)})
 async def put_key(key: str, request: Request, response: Response, entry: dict[str, Any] = Body(...)) -> dict[str, Any]:
     state = _state(request)
     api_key = _key_from_body(entry, key)
@@ -183,7 +205,7 @@ async def put_key(key: str, request: Request, response: Response, entry: dict[st
     return api_key.as_dict()
 
 
-@router.delete("/keys/{key}", summary="Delete an API key")
+@router.delete("/keys/{key}", summary="Delete an API key", responses=_errors(_404="no such API key", _422=BAD_INPUT))
 async def delete_key(key: str, request: Request) -> dict[str, Any]:
     if not _state(request).delete_api_key(key):
         raise HTTPException(404, f"no API key {key}")
@@ -207,7 +229,8 @@ async def get_clock(request: Request) -> dict[str, Any]:
 @router.post("/clock", summary='Move the clock: {"advance": s} or {"set": unix} or {"reset": true}',
              description="Moves only the mock's clock (JWT exp/nbf/iat checks, credit days), never the host's. "
              "Replies with the clock after the change.",
-             responses={200: {"content": {"application/json": {"example": CLOCK_EXAMPLE}}}})
+             responses={200: {"content": {"application/json": {"example": CLOCK_EXAMPLE}}},
+                        **_errors(_400="not one of the three changes", _422=BAD_INPUT)})
 async def move_clock(request: Request, change: dict[str, Any] = Body(..., examples=[{"advance": 3600}])) -> dict[str, Any]:
     clock = _state(request).clock
     if len(change) != 1:
@@ -241,6 +264,7 @@ async def get_state(request: Request) -> Response:
 @router.post(
     "/state",
     summary="Restore a dump from GET /_mock/state (all or nothing)",
+    responses=_errors(_400="the body is not JSON, or not a dump this server can load (nothing changed)"),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def restore_state(request: Request) -> dict[str, Any]:
@@ -257,7 +281,8 @@ async def restore_state(request: Request) -> dict[str, Any]:
     return {"restored": True}
 
 
-@router.post("/state/save", summary="Write the state to the --state file now (atomically; 2xx: the file is complete)")
+@router.post("/state/save", summary="Write the state to the --state file now (atomically; 2xx: the file is complete)",
+             responses=_errors(_409="the server was started without --state FILE", _503="the file cannot be written"))
 async def save_state(request: Request) -> dict[str, Any]:
     from mockinfura.persistence import dump_state, write_atomically
 
