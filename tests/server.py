@@ -29,12 +29,29 @@ class ServerProcess:
             env={**os.environ, **(env or {})}, cwd=self._tmp.name,
         )
         self.lines: list[str] = []
+        self.stderr_lines: list[str] = []  # drained on a thread: a full pipe would block the server's logging
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
         self.base_url = self._wait_for_listening_line()
         self.port = int(self.base_url.rsplit(":", 1)[1])
 
     @property
     def tmp_dir(self) -> Path:
         return Path(self._tmp.name)
+
+    def _drain_stderr(self) -> None:
+        try:
+            for line in self.process.stderr:
+                self.stderr_lines.append(line.rstrip("\n"))
+        except (ValueError, OSError):  # closed by stop()
+            pass
+
+    @property
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far (all of it once the process has exited and been waited for)."""
+        if self.process.poll() is not None:
+            self._stderr_thread.join(timeout=5)
+        return "\n".join(self.stderr_lines)
 
     def _wait_for_listening_line(self) -> str:
         """Read stdout on a thread (a selector on a buffered pipe misses lines already in the buffer)."""
@@ -68,7 +85,8 @@ class ServerProcess:
         if listening:
             return listening
         self.process.kill()
-        raise RuntimeError(f"server did not start: {self.process.stderr.read()}")
+        self.process.wait()
+        raise RuntimeError(f"server did not start: {self.stderr}")
 
     def url(self, key: str, network: str | None = None) -> str:
         prefix = f"/{network}" if network else ""

@@ -31,7 +31,7 @@ def test_serve_prints_listening_line_and_exits_0_on_signal(signum):
         assert rpc(client, process.url(OPEN_KEY), "eth_blockNumber").json()["result"] == "0x0"
     process.process.send_signal(signum)
     assert process.process.wait(timeout=15) == 0
-    stderr = process.process.stderr.read()
+    stderr = process.stderr
     assert "Traceback" not in stderr
     process.stop()
 

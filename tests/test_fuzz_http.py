@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from typing import Any
 
@@ -152,28 +151,18 @@ class Served:
 
 
 class StderrDrain:
-    """The server's stderr, read as it comes: a pipe nobody reads fills at 64 KiB, and the server then blocks on its
-    next log line (uvicorn logs a traceback for each text frame that is not UTF-8: a few hundred of them do it)."""
+    """The server's stderr (ServerProcess reads it as it comes: a pipe nobody reads fills at 64 KiB, and the server
+    then blocks on its next log line)."""
 
     def __init__(self, process: ServerProcess) -> None:
         self.process = process
-        self.lines: list[str] = []
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self) -> None:
-        try:
-            for line in self.process.process.stderr:
-                self.lines.append(line)
-        except (ValueError, OSError):  # closed by ServerProcess.stop()
-            pass
 
     def text_after_stop(self) -> str:
         """Stop the server (SIGTERM) and return all it wrote on stderr: its log of exceptions, if any."""
         self.process.process.send_signal(signal.SIGTERM)
         self.process.process.wait(timeout=30)
-        self.thread.join(timeout=10)
-        return "".join(self.lines)
+        text = self.process.stderr
+        return text + "\n" if text else ""
 
 
 # uvicorn's own log lines for inputs it refuses correctly (uvicorn 0.54, websockets-sansio): a text frame that is
