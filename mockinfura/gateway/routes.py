@@ -91,12 +91,17 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def header_map(scope: dict) -> dict[str, str]:
+    """The request's headers as a plain dict, read once (the first of repeated names wins, as Starlette's get)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
 def record_request(
     state: MockState, connection: HTTPConnection, network: str | None, key: str | None, methods: list[str],
     decision: str, reason: str, status: int, credits: int = 0, transport: str = "http",
 ) -> None:
     """One journal entry for an HTTP request or a WebSocket handshake or message."""
-    headers = connection.headers
+    headers = getattr(connection.state, "header_map", None) or connection.headers
     client = connection.client
     state.journal.record(JournalEntry(
         time=iso_time(state.clock.now()),
@@ -144,14 +149,15 @@ class InfuraEndpoint:
     async def __call__(self, request: Request) -> Response:
         state = self.state
         server = state.config.server
-        target = parse_infura_path(request.url.path, request.headers.get("host"), server.default_network)
+        headers = header_map(request.scope)
+        request.state.header_map = headers
+        target = parse_infura_path(request.scope["path"], headers.get("host"), server.default_network)
         if target is None or target.websocket:
             return self._refuse(request, replies.page_not_found(), None, None, [])
         if request.method != "POST":
             return self._refuse(request, replies.page_not_found(), target.network, target.key, [])
         if target.key is None:
             return self._refuse(request, replies.project_id_required(), target.network, None, [])
-        headers = request.headers
         decision = check_request(
             api_key=state.api_key(target.key),
             network=target.network,
