@@ -26,7 +26,11 @@ lint: install
 	$(BIN)/ruff check .
 
 $(ANVIL):
-	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION)
+	@if command -v npm >/dev/null; then \
+		npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error @foundry-rs/anvil@$(ANVIL_VERSION); \
+	else \
+		echo "npm not found: no anvil, so the anvil/upstream backend tests are skipped (CI=true makes that a failure)"; \
+	fi
 
 anvil: $(ANVIL)
 
