@@ -43,12 +43,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+MAX_JSON_DEPTH = 1024  # orjson's own limit; deeper JSON is `invalid json request`
+
+
 def parse_json(body: bytes) -> Any:
-    """orjson first (fast); the standard library for what orjson refuses but JSON allows (ints over 64 bits)."""
+    """orjson first (fast); the standard library only for what orjson reads differently but JSON allows: an integer
+    id over 64 bits (orjson makes it a float) and a lone surrogate escape (orjson refuses it).
+
+    The standard library recurses on the C stack, and py-ecc raises the interpreter's recursion limit to 100,000 when
+    a chain is built: it only ever sees JSON nested MAX_JSON_DEPTH deep at most, or a deep body would crash the
+    process."""
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        if not _SURROGATE_ESCAPE.search(body):
+            raise NotJson(str(exc)) from None
+        if _nesting(body) > MAX_JSON_DEPTH:
+            raise NotJson(f"nested more than {MAX_JSON_DEPTH} deep") from None
     else:
         if not _has_float_id(document):
             return document
@@ -59,6 +70,18 @@ def parse_json(body: bytes) -> Any:
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise NotJson(str(exc)) from None
     return document
+
+
+_STRING_OR_NOT_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[^\[\]{}]+')
+
+
+def _nesting(body: bytes) -> int:
+    """The deepest [ and { nesting of BODY outside its strings (on the rare standard-library path only)."""
+    depth = deepest = 0
+    for char in _STRING_OR_NOT_BRACKET.sub(b"", body):
+        depth += 1 if char in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
