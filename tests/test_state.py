@@ -127,13 +127,22 @@ def test_sigkill_during_a_save_leaves_a_loadable_file(tmp_path):
             saver.join()
             server.process.wait()
             server.stop()
+        head = None
         if state_file.exists():
-            document = json.loads(state_file.read_text())  # complete JSON: the old file or the new one
+            after = state_file.read_bytes()
+            document = json.loads(after)  # complete JSON: the old file or the new one, never a torn write
             assert document["format"] == "mockinfura-state"
-            assert before is None or state_file.read_bytes() in (before, state_file.read_bytes())
+            if before is not None and after != before:  # the new one landed whole: it has this round's blocks
+                assert document["chains"]["mainnet"]["head"] != json.loads(before)["chains"]["mainnet"]["head"]
+            head = document["chains"]["mainnet"]["head"]
+        else:
+            assert before is None  # a save never removes the previous file
         with ServerProcess(extra_args=extra) as again, httpx.Client() as client:
-            assert client.get(f"{again.base_url}/_mock/health").json()["status"] == "ok"
-        assert not [p for p in tmp_path.iterdir() if p.name != "state.json" and not p.name.endswith(".tmp")]
+            latest = rpc(client, again.url(OPEN_KEY), "eth_getBlockByNumber", ["latest", False]).json()["result"]
+            assert latest["hash"] == ("0x" + head if head else latest["hash"])  # the file's chain is what is served
+            assert head is not None or latest["number"] == "0x0"
+        # nothing but the state file and, at most, a temporary file the kill left behind
+        assert all(p.name == "state.json" or p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
 def _post_quietly(url: str) -> None:
@@ -141,3 +150,19 @@ def _post_quietly(url: str) -> None:
         httpx.post(url, timeout=30)
     except httpx.HTTPError:
         pass
+
+
+def test_a_chain_saved_at_genesis_restores_onto_another_genesis():
+    """A dump of a chain never used past block 0, loaded by a process whose own genesis differs (it was built at
+    another second): the restored head is the dump's, and mining goes on from it."""
+    from mockinfura.chains.evm import EvmChain
+    from mockinfura.config import DEFAULT_MNEMONIC
+
+    saved = EvmChain(1, mnemonic=DEFAULT_MNEMONIC, accounts=2, balance=10**18)
+    dump = json.loads(json.dumps(saved.export_state()))
+    later = EvmChain(1, mnemonic=DEFAULT_MNEMONIC, accounts=2, balance=10**18, clock=lambda: time.time() + 5)
+    assert later.genesis_hash != saved.genesis_hash
+    later.import_state(dump)
+    assert later.call("eth_getBlockByNumber", ["latest", False])["hash"] == "0x" + dump["head"]
+    later.call("evm_mine", [{"blocks": 2}], control=True)
+    assert later.call("eth_getBlockByNumber", ["0x1", False])["parentHash"] == "0x" + dump["head"]

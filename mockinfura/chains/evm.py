@@ -244,6 +244,10 @@ class EvmChain:
         "eth_newPendingTransactionFilter", "eth_getFilterChanges", "eth_getFilterLogs", "eth_uninstallFilter",
         "eth_accounts", "eth_createAccessList", "eth_getProof",
     })
+    FILTER_METHODS = frozenset({
+        "eth_newFilter", "eth_newBlockFilter", "eth_newPendingTransactionFilter", "eth_getFilterChanges",
+        "eth_getFilterLogs", "eth_uninstallFilter",
+    })
     CONTROL_METHODS = frozenset({
         "evm_snapshot", "evm_revert", "evm_mine", "evm_increaseTime", "evm_setNextBlockTimestamp",
         "anvil_setBalance", "hardhat_setBalance", "anvil_setCode", "hardhat_setCode", "anvil_setNonce",
@@ -255,16 +259,15 @@ class EvmChain:
         if method in self.PUBLIC_METHODS or (control and method in self.CONTROL_METHODS):
             handler = getattr(self, "_" + method)
             try:
-                if method.startswith(("eth_newFilter", "eth_newBlockFilter", "eth_newPending", "eth_getFilter",
-                                      "eth_uninstallFilter")):
+                if method in self.FILTER_METHODS:  # filters belong to the API key that made them
                     return handler(params, owner)
                 if method == "eth_accounts":
                     return handler(params, control)
                 return handler(params)
             except RpcError:
                 raise
-            except Exception as exc:  # a py-evm error the handlers did not foresee: never a 500
-                from eth_utils import ValidationError
+            except Exception as exc:  # py-evm's own validation errors are the caller's; anything else goes up
+                from eth_utils import ValidationError  # (the gateway answers it with -32603)
 
                 if isinstance(exc, ValidationError):
                     raise RpcError(INVALID_INPUT, str(exc)) from None
@@ -754,18 +757,14 @@ class EvmChain:
         builder = self._chain.get_vm().get_transaction_builder()
         try:
             tx = builder.decode(raw)
-            sender = tx.sender
+            _ = tx.sender  # recovering the signer now: a bad signature is an invalid transaction
         except Exception as exc:  # rlp, signature or type errors
             raise RpcError(INVALID_INPUT, f"invalid transaction: {_short(exc)}") from None
-        if getattr(tx, "type_id", None) is None:
-            tx_chain_id = tx.chain_id
-            if tx_chain_id is None and not ALLOW_UNPROTECTED_TRANSACTIONS:
+        if tx.chain_id is None:  # only a legacy (pre-EIP-155) transaction has none
+            if not ALLOW_UNPROTECTED_TRANSACTIONS:
                 raise RpcError(INVALID_INPUT, "only replay-protected (EIP-155) transactions allowed over RPC")
-        else:
-            tx_chain_id = tx.chain_id
-        if tx_chain_id is not None and tx_chain_id != self.chain_id:
+        elif tx.chain_id != self.chain_id:
             raise RpcError(INVALID_INPUT, "invalid chain id for signer")
-        del sender
         return tx
 
     def _submit(self, tx: Any) -> str:
@@ -776,10 +775,11 @@ class EvmChain:
             raise RpcError(INVALID_INPUT, "already known")
         if any(tx.hash == entry[0] for entry in queued.values()):
             raise RpcError(INVALID_INPUT, "already known")
-        state_nonce = self._chain.get_vm().state.get_nonce(sender)
+        state = self._chain.get_vm().state
+        state_nonce = state.get_nonce(sender)
         if tx.nonce < state_nonce:
             raise RpcError(INVALID_INPUT, f"nonce too low: address {hb(sender)}, tx: {tx.nonce} state: {state_nonce}")
-        self._check_affordable(tx)
+        self._check_affordable(tx, state)
         if tx.nonce > state_nonce:
             if tx.nonce in queued:
                 raise RpcError(INVALID_INPUT, "replacement transaction underpriced")
@@ -787,7 +787,7 @@ class EvmChain:
             self._notify_pending(tx.hash)
             return hb(tx.hash)
         self._notify_pending(tx.hash)
-        self._apply_and_mine(tx)
+        self._mine(tx)
         self._drain_queue(sender)
         return hb(tx.hash)
 
@@ -796,7 +796,8 @@ class EvmChain:
         for listener in list(self.listeners):
             listener("pending", hb(tx_hash))
 
-    def _check_affordable(self, tx: Any) -> None:
+    def _check_affordable(self, tx: Any, state: Any) -> None:
+        """Geth's admission checks, against STATE (the pending block's)."""
         base_fee = self._chain.header.base_fee_per_gas
         max_fee = getattr(tx, "max_fee_per_gas", None)
         if max_fee is None:
@@ -811,7 +812,7 @@ class EvmChain:
             raise RpcError(INVALID_INPUT, f"intrinsic gas too low: gas {tx.gas}, minimum needed {tx.intrinsic_gas}")
         if tx.gas > self._chain.header.gas_limit:
             raise RpcError(INVALID_INPUT, "exceeds block gas limit")
-        balance = self._chain.get_vm().state.get_balance(tx.sender)
+        balance = state.get_balance(tx.sender)
         cost = tx.gas * max_fee + tx.value
         if balance < cost:
             raise RpcError(
@@ -819,19 +820,16 @@ class EvmChain:
                 f"insufficient funds for gas * price + value: address {hb(tx.sender)} have {balance} want {cost}",
             )
 
-    def _apply_and_mine(self, tx: Any) -> None:
-        self._mine(tx)
-
     def _drain_queue(self, sender: bytes) -> None:
         queued = self._queued.get(sender)
         while queued:
-            nonce = self._chain.get_vm().state.get_nonce(sender)
-            entry = queued.pop(nonce, None)
+            state = self._chain.get_vm().state
+            entry = queued.pop(state.get_nonce(sender), None)
             if entry is None:
                 break
             try:
-                self._check_affordable(entry[1])
-                self._apply_and_mine(entry[1])
+                self._check_affordable(entry[1], state)
+                self._mine(entry[1])
             except RpcError:
                 continue  # a held transaction that no longer fits is dropped, as a pool would
         if not queued:
@@ -1099,6 +1097,9 @@ class EvmChain:
     def _revert_to_block(self, head_hash: bytes) -> None:
         if head_hash == self._head().hash and not self._chain.get_block().transactions:
             return
+        self._set_head(head_hash)
+
+    def _set_head(self, head_hash: bytes) -> None:
         # Make that block the canonical head and build a fresh pending header on it. (eth-tester's
         # revert re-imports the block, which fails for blocks mined after a direct state change.)
         chain = self._chain
@@ -1175,7 +1176,9 @@ class EvmChain:
             raise ValueError("malformed chain state: the head block is not in the database")
         store.update(entries)
         self.genesis_hash = genesis
-        self._revert_to_block(head)
+        # Not _revert_to_block: the dump's number->hash entries already name its head as canonical, while the
+        # pending header still sits on this process's own genesis.
+        self._set_head(head)
         self._tx_index = tx_index
         self._queued = queued
         self._snapshots = snapshots
