@@ -180,10 +180,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         asyncio.run(run())
     if args.state:
-        from mockinfura.persistence import dump_state_blocking, write_atomically
+        from mockinfura.persistence import dump_state_blocking, write_state_file
 
         try:
-            write_atomically(Path(args.state), dump_state_blocking(app.state))
+            write_state_file(Path(args.state), dump_state_blocking(app.state))
         except OSError as exc:
             app.state.chains.close()
             return _fail(f"cannot write the state file {args.state}: {exc.strerror or exc}", 1)

@@ -8,11 +8,10 @@ problem the state before the restore is put back and the caller gets the reason.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mockinfura.atomic_file import write_atomically
 from mockinfura.config import ConfigError, api_key_from_dict
 from mockinfura.networks import CATALOGUE
 from mockinfura.state import MockState
@@ -56,24 +55,8 @@ def dump_state_blocking(state: MockState) -> dict[str, Any]:
     return _envelope(state, state.chains.export_states_blocking())
 
 
-def write_atomically(path: Path, document: dict[str, Any]) -> None:
-    path = Path(path)
-    data = json.dumps(document, separators=(",", ":")).encode()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def write_state_file(path: Path, document: dict[str, Any]) -> None:
+    write_atomically(path, json.dumps(document, separators=(",", ":")).encode())
 
 
 def read_state_file(path: Path) -> dict[str, Any] | None:

@@ -22,11 +22,12 @@ import os
 import re
 import signal
 import sys
-import tempfile
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mockinfura.atomic_file import write_atomically
 
 RECORDER_HOST = "127.0.0.1"
 UPSTREAM_TIMEOUT_SECONDS = 60.0
@@ -77,18 +78,7 @@ class Recording:
     def write(self, path: Path) -> int:
         """Write the fixture file atomically; the number of entries."""
         entries = self.fixture_entries()
-        text = json.dumps(entries, indent=2) + "\n"
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, (json.dumps(entries, indent=2) + "\n").encode())
         return len(entries)
 
 

@@ -284,14 +284,14 @@ async def restore_state(request: Request) -> dict[str, Any]:
 @router.post("/state/save", summary="Write the state to the --state file now (atomically; 2xx: the file is complete)",
              responses=_errors(_409="the server was started without --state FILE", _503="the file cannot be written"))
 async def save_state(request: Request) -> dict[str, Any]:
-    from mockinfura.persistence import dump_state, write_atomically
+    from mockinfura.persistence import dump_state, write_state_file
 
     state = _state(request)
     if state.state_file is None:
         raise HTTPException(409, "the server was started without --state FILE")
     document = await dump_state(state)
     try:
-        await asyncio.to_thread(write_atomically, state.state_file, document)
+        await asyncio.to_thread(write_state_file, state.state_file, document)
     except OSError as exc:
         raise HTTPException(503, f"cannot write {state.state_file}: {exc.strerror or exc}") from None
     return {"saved": str(state.state_file)}

@@ -19,8 +19,6 @@ from mockinfura.gateway.allowlists import call_refusal, headers_refusal
 from mockinfura.gateway.jwt import JwtInvalid, JwtVerifier
 from mockinfura.gateway.replies import Refusal
 
-# infura.md 2 [choice]: the order of the checks; `check_request` and `Grant.call_refusal` follow it.
-CHECK_ORDER = ("key exists", "network allowed", "API key secret", "JWT", "allowlists", "rate limits")
 # infura.md 2.1 [choice]: with "require API key secret" off, a request without a secret passes (a wrong one never).
 MISSING_SECRET_PASSES_WHEN_NOT_REQUIRED = True
 # infura.md 2.3 [choice]: a valid JWT that carries at least one allowlist claim replaces the key's allowlists.

@@ -7,6 +7,7 @@ to the chains and shapes the reply. The per-request path stays lean: no pydantic
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,21 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def decide(state: MockState, key: str | None, network: str, headers: Mapping[str, str]) -> Grant | Refusal:
+    """The request-level access decision (access.check_request) for KEY on NETWORK, from the request's headers;
+    the same for an HTTP request, a WebSocket handshake and a socket whose key changed."""
+    return check_request(
+        api_key=state.api_key(key),
+        network=network,
+        authorization=headers.get("authorization"),
+        origin=headers.get("origin"),
+        user_agent=headers.get("user-agent"),
+        verifier=state.verifier,
+        now=state.clock.now(),
+        jwt_leeway=state.config.server.jwt_leeway_seconds,
+    )
+
+
 def header_map(scope: dict) -> dict[str, str]:
     """The request's headers as a plain dict, read once (the first of repeated names wins, as Starlette's get)."""
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
@@ -158,16 +174,7 @@ class InfuraEndpoint:
             return self._refuse(request, replies.page_not_found(), target.network, target.key, [])
         if target.key is None:
             return self._refuse(request, replies.project_id_required(), target.network, None, [])
-        decision = check_request(
-            api_key=state.api_key(target.key),
-            network=target.network,
-            authorization=headers.get("authorization"),
-            origin=headers.get("origin"),
-            user_agent=headers.get("user-agent"),
-            verifier=state.verifier,
-            now=state.clock.now(),
-            jwt_leeway=server.jwt_leeway_seconds,
-        )
+        decision = decide(state, target.key, target.network, headers)
         if isinstance(decision, Refusal):
             return self._refuse(request, decision, target.network, target.key, [])
         body = await read_body(request, server.max_body_bytes)

@@ -23,12 +23,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mockinfura.chains.subscriptions import LOGS, SUBSCRIPTION_NOT_FOUND, Subscription, SubscriptionHub
 from mockinfura.gateway import replies
-from mockinfura.gateway.access import Grant, check_request
+from mockinfura.gateway.access import Grant
 from mockinfura.gateway.replies import Refusal
 from mockinfura.gateway.routes import (
     INVALID_USAGE_NAME,
     InfuraEndpoint,
     charge_refusal,
+    decide,
     parse_infura_path,
     record_request,
     refusal_response,
@@ -187,16 +188,7 @@ class WebSocketEndpoint:
         if target.key is None:
             await self._deny(websocket, replies.project_id_required(), target.network, None)
             return
-        decision = check_request(
-            api_key=state.api_key(target.key),
-            network=target.network,
-            authorization=headers.get("authorization"),
-            origin=headers.get("origin"),
-            user_agent=headers.get("user-agent"),
-            verifier=state.verifier,
-            now=state.clock.now(),
-            jwt_leeway=server.jwt_leeway_seconds,
-        )
+        decision = decide(state, target.key, target.network, headers)
         if isinstance(decision, Refusal):
             await self._deny(websocket, decision, target.network, target.key)
             return
@@ -343,17 +335,7 @@ class WebSocketEndpoint:
         """The refusal for this frame and, when the socket must close after it, the close code."""
         state = self.state
         if state.api_key(connection.key) is not connection.grant.api_key:
-            headers = connection.websocket.headers
-            decision = check_request(
-                api_key=state.api_key(connection.key),
-                network=connection.network,
-                authorization=headers.get("authorization"),
-                origin=headers.get("origin"),
-                user_agent=headers.get("user-agent"),
-                verifier=state.verifier,
-                now=state.clock.now(),
-                jwt_leeway=state.config.server.jwt_leeway_seconds,
-            )
+            decision = decide(state, connection.key, connection.network, connection.websocket.headers)
             if isinstance(decision, Refusal):
                 return decision, KEY_CHANGED_CLOSE_CODE
             connection.grant = decision
